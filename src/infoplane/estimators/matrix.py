@@ -5,7 +5,8 @@ reference code (see ``/work/shared/reference/mbe-and-gapt.md`` section 1.1):
 
 * ``Z in R^{N x D}`` (N samples/tokens, D features), ``P = Z Z^T / ||Z||_F^2`` (trace-normalised linear Gram,
   trace 1, eigenvalues ``lambda_i >= 0`` summing to 1).
-* ``S_alpha(Z) = log tr(P^alpha) / (1 - alpha)`` (Giraldo / Skean matrix-based Renyi entropy), natural log, nats.
+* ``S_alpha(Z) = log tr(P^alpha) / (1 - alpha)`` (Giraldo / Skean matrix-based Renyi
+  entropy), natural log, nats.
 * ``alpha = 2`` (the paper's MBE): ``MBE(Z) = 2 log tr(Z Z^T) - log ||Z Z^T||_F^2 = -log sum_i lambda_i^2``.
 * ``alpha = 1``: von Neumann limit ``-sum_i lambda_i log lambda_i``.
 
@@ -18,12 +19,12 @@ Numerics
 * ``||Z Z^T||_F = ||Z^T Z||_F`` and ``tr(Z Z^T) = tr(Z^T Z)``, so the smaller of the ``N x N`` and ``D x D``
   Grams is used (cost ``O(N D min(N, D))``).
 * The input is first divided by its (detached) largest absolute entry. The entropy is exactly scale invariant,
-  so this changes neither the value nor the gradient, but it keeps ``tr(G) >= 1`` and ``||G||_F^2 >= 1`` and so
-  rules out under/overflow for tiny or huge activations. Consequently no epsilon is needed inside the logs
+  so this changes neither the value nor the gradient, but it keeps ``tr(G) >= 1`` and ``||G||_F^2 >= 1``
+  and so rules out under/overflow for tiny or huge activations. Hence no epsilon is needed inside the logs
   (the reference adds 1e-5 to both arguments, which biases small-scale inputs); a defensive clamp at the
   smallest normal float is kept but is never active for valid input.
-* Rank-one input gives exactly the maximum of ``sum lambda^2 = 1``, so the value is ~0 and the gradient there is
-  finite (it is ~0: rank one is a stationary point).
+* Rank-one input gives exactly the maximum of ``sum lambda^2 = 1``, so the value is ~0 and the gradient
+  there is finite (it is ~0: rank one is a stationary point).
 * For ``alpha != 2`` eigenvalues come from ``torch.linalg.eigvalsh`` (gradient well defined even for repeated
   eigenvalues); eigenvalues below ``min(N, D) * eps_dtype * lambda_max`` are treated as exact zeros with zero
   gradient, so ``lambda^alpha`` (alpha < 1) and ``lambda log lambda`` have finite gradients.
@@ -104,7 +105,7 @@ def matrix_entropy(
             inputs are known to be valid.
 
     Returns:
-        ``[...]`` tensor (float32, or float64 for float64 input), each entry in ``[0, log N]``; differentiable.
+        ``[...]`` tensor (float32, or float64 for float64 input), entries in ``[0, log N]``; differentiable.
 
     Raises:
         ValueError: ``z`` has fewer than 2 dims, ``N < 1`` or ``D < 1``, non-finite values, a matrix that is
@@ -133,7 +134,9 @@ def matrix_entropy(
     scale = x.detach().abs().amax(dim=(-2, -1), keepdim=True)
     if validate and bool((scale == 0).any()):
         what = "all rows identical (zero after centering)" if centered else "all zeros"
-        raise ValueError(f"matrix entropy is undefined for a matrix that is {what}; got shape {tuple(z.shape)}")
+        raise ValueError(
+            f"matrix entropy is undefined for a matrix that is {what}; got shape {tuple(z.shape)}"
+        )
     x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
     # ||Z Z^T||_F = ||Z^T Z||_F: use the smaller Gram (paper §1.1 reverse-Gram / OnlineMBE form)
     gram = x @ x.transpose(-2, -1) if n <= d else x.transpose(-2, -1) @ x
@@ -152,12 +155,15 @@ def _check_hidden(hidden: torch.Tensor, patch_size: int, remainder: str) -> tupl
     n_patches = s // patch_size
     if remainder == "error" and s % patch_size != 0:
         raise ValueError(
-            f"sequence length S={s} is not divisible by patch_size p={patch_size} (S % p = {s % patch_size}); "
-            f"pass remainder='drop_start' (use the last {n_patches * patch_size} tokens, as the reference code) "
+            f"sequence length S={s} is not divisible by patch_size p={patch_size} "
+            f"(S % p = {s % patch_size}); "
+            f"pass remainder='drop_start' (use the last {n_patches * patch_size} tokens, as the reference) "
             f"or remainder='drop_end' (use the first {n_patches * patch_size} tokens)"
         )
     if n_patches == 0:
-        raise ValueError(f"sequence length S={s} is shorter than patch_size p={patch_size}: no complete patch")
+        raise ValueError(
+            f"sequence length S={s} is shorter than patch_size p={patch_size}: no complete patch"
+        )
     return s, n_patches
 
 
@@ -228,7 +234,7 @@ class OnlineMatrixEntropy:
 
     @torch.no_grad()
     def update(self, z: torch.Tensor) -> None:
-        """Add rows. ``z``: ``[N, D]`` (any leading dims ``[..., D]`` are flattened into rows); finite values."""
+        """Add rows. ``z``: ``[N, D]`` (leading dims ``[..., D]`` are flattened into rows), finite values."""
         if not isinstance(z, torch.Tensor) or z.ndim < 2 or z.shape[-1] != self.dim:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"z must be a tensor of shape [N, {self.dim}], got {shape}")
