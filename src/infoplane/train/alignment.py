@@ -76,12 +76,10 @@ def gradient_alignment(
         dict with
         ``cos`` (global: CE vs mean-over-layers MBE), ``ce_grad_norm``, ``mbe_grad_norm``,
         ``cos_layer`` ``{layer: cos}``, ``mbe_grad_norm_layer`` ``{layer: norm}`` (empty if
-        ``per_layer=False``),
-        and with grouped params: ``cos_group`` ``{group: cos}``, ``cos_group_layer`` ``{group: {layer:
-        cos}}``,
-        ``ce_grad_norm_group``, ``mbe_grad_norm_group``. Cosines are floats in ``[-1, 1]``, NaN where a
-        gradient
-        is exactly zero. Norms are L2 over the parameter vector.
+        ``per_layer=False``), and with grouped params: ``cos_group`` ``{group: cos}``,
+        ``cos_group_layer`` ``{group: {layer: cos}}``, ``ce_grad_norm_group``, ``mbe_grad_norm_group``.
+        Cosines are floats in ``[-1, 1]``, NaN where a gradient is exactly zero.
+        Norms are L2 over the parameter vector.
     """
     rest = list(args)
     if rest and isinstance(rest[0], torch.nn.Module):
@@ -188,13 +186,11 @@ def detect_cycles(series: Sequence[float], steps: Sequence[float] | None = None)
         * A sign change is a pair of consecutive valid points with opposite signs; its location
           (``sign_change_steps``) is the linear-interpolation zero crossing between their steps.
         * ``period_zero_crossing``: mean spacing of *alternate* sign changes, ``mean(c[k+2] - c[k])`` (one
-          full
-          cycle has two sign changes); NaN with fewer than 3 sign changes.
+          full cycle has two sign changes); NaN with fewer than 3 sign changes.
         * ``period_fft``: the finite values (zeros kept) are linearly interpolated onto a uniform grid of
-          spacing
-          ``median(diff(steps))``, demeaned, and the peak of ``|rfft|^2`` over frequencies ``k >= 1`` gives
-          ``n * dt / k`` (``k`` refined by parabolic interpolation of the log power); NaN with < 4 points or a
-          flat series.
+          spacing ``median(diff(steps))``, demeaned, and the peak of ``|rfft|^2`` over frequencies
+          ``k >= 1`` gives ``n * dt / k`` (``k`` refined by parabolic interpolation of the log power); NaN
+          with < 4 points or a flat series.
         * ``frac_positive``: fraction of valid points that are > 0 (NaN if none).
 
     Args:

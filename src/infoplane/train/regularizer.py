@@ -2,9 +2,8 @@
 
 Relaxed IBLM objective (paper arXiv:2505.08727 via the reference code, mbe-and-gapt.md §1.2):
 ``L = L_CE + lambda * mean_{l in S} MBE_l`` with ``MBE_l`` the patch MBE (§1.1) of block ``l``'s output.
-Layer choice (§1.1 / §3.3): reference schedule ``rotate`` with ``skip_first = skip_last = 1`` (one middle
-layer
-per optimiser step, cycling), or the masked mean over the middle layers.
+Layer choice (§1.1 / §3.3): reference schedule ``rotate`` with ``skip_first = skip_last = 1`` (one
+middle layer per optimiser step, cycling), or the masked mean over the middle layers.
 """
 
 from __future__ import annotations
@@ -72,10 +71,9 @@ class LayerSchedule:
 
     Args:
         n_layers: number of blocks ``L``.
-        mode: ``"middle"`` (all of ``skip_first ... L-1-skip_last`` every step), ``"rotate"`` (one of those
-        per
-            step, cycling in order: step ``k`` -> ``middle[k % len(middle)]``; paper-era reference),
-            ``"all"``,
+        mode: ``"middle"`` (all of ``skip_first ... L-1-skip_last`` every step), ``"rotate"`` (one of
+            those per step, cycling in order: step ``k`` -> ``middle[k % len(middle)]``; paper-era
+            reference), ``"all"``,
             or an explicit list of layer indices (used every step).
         skip_first, skip_last: layers excluded at each end for ``"middle"`` / ``"rotate"`` (reference: 1, 1).
     """
@@ -121,8 +119,8 @@ def mbe_penalty(
 
     Returns:
         ``(penalty, per_layer)``: ``penalty`` a differentiable 0-d tensor (nats) = mean over selected
-        layers of
-        the patch MBE (§1.2 masked mean, ``naive`` mode); ``per_layer`` maps layer -> detached float value.
+        layers of the patch MBE (§1.2 masked mean, ``naive`` mode);
+        ``per_layer`` maps layer -> detached float value.
     """
     if isinstance(hidden_states, torch.Tensor) or not isinstance(hidden_states, Sequence):
         raise ValueError("hidden_states must be a list of [B, T, D] tensors (one per block)")
