@@ -1,0 +1,199 @@
+"""Shared machinery of the reproduction experiments: config hashing, resumable runs, statistics, progress.
+
+Layout of an output directory ``DIR`` (one per ``infoplane reproduce`` invocation):
+
+* ``DIR/results/<name>.json``  summary of experiment ``<name>`` (config, per-seed measurements, claims data)
+* ``DIR/results/<name>_*.csv``  tidy tables (one row per seed/arm/step/layer ...)
+* ``DIR/results/<name>.done.json``  done-marker: config hash, wall time, versions, seeds, finish time
+* ``DIR/runs/<name>/...``  bulky intermediates (checkpoints, training logs)
+* ``DIR/figures/`` and ``DIR/report.html``  written by :mod:`infoplane.report.build` from results files only
+
+A finished experiment is skipped on a rerun when its done-marker's config hash equals the hash of the
+current config; every results file is written atomically (:mod:`infoplane.io`) and the marker last, so an
+interrupted run leaves either a complete result or none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from infoplane.io import atomic_write_json, read_json, versions
+
+__all__ = [
+    "config_dict",
+    "config_hash",
+    "seed_everything",
+    "summarize",
+    "relative_change",
+    "ExperimentPaths",
+    "is_done",
+    "run_experiment",
+    "Progress",
+]
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """A dataclass config as a plain JSON-able dict (tuples become lists)."""
+    if not dataclasses.is_dataclass(cfg):
+        raise ValueError(f"expected a dataclass config, got {type(cfg).__name__}")
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def config_hash(cfg: Any) -> str:
+    """SHA-256 (first 16 hex digits) of the config's canonical JSON plus its class name."""
+    payload = json.dumps({"class": type(cfg).__name__, "config": config_dict(cfg)}, sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch global RNGs; return a fresh ``torch.Generator`` seeded with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def summarize(values: Iterable[float]) -> dict[str, float]:
+    """Mean, sample std (ddof=1), standard error, min, max and count of finite ``values``.
+
+    With one value std and se are NaN (spread unknown); with none everything is NaN and n = 0.
+    """
+    v = np.asarray([float(x) for x in values], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        nan = float("nan")
+        return {"mean": nan, "std": nan, "se": nan, "min": nan, "max": nan, "n": 0}
+    std = float(v.std(ddof=1)) if n > 1 else float("nan")
+    return {"mean": float(v.mean()), "std": std, "se": std / math.sqrt(n) if n > 1 else float("nan"),
+            "min": float(v.min()), "max": float(v.max()), "n": n}
+
+
+def relative_change(treatment: float, baseline: float) -> float:
+    """(treatment - baseline) / |baseline| (NaN when the baseline is 0 or non-finite)."""
+    if not math.isfinite(baseline) or baseline == 0 or not math.isfinite(treatment):
+        return float("nan")
+    return (treatment - baseline) / abs(baseline)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentPaths:
+    """Where experiment ``name`` writes inside output directory ``root``."""
+
+    root: Path
+    name: str
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs" / self.name
+
+    @property
+    def summary(self) -> Path:
+        return self.results / f"{self.name}.json"
+
+    @property
+    def marker(self) -> Path:
+        return self.results / f"{self.name}.done.json"
+
+    def table(self, suffix: str) -> Path:
+        return self.results / f"{self.name}_{suffix}.csv"
+
+
+class Progress:
+    """Line-oriented progress messages on stderr (``[  12.3s] name: message``); silent when disabled."""
+
+    def __init__(self, name: str, enabled: bool = True, stream=None) -> None:
+        self.name, self.enabled, self.t0 = name, enabled, time.perf_counter()
+        self.stream = stream or sys.stderr
+
+    def __call__(self, msg: str) -> None:
+        if self.enabled:
+            print(f"[{time.perf_counter() - self.t0:7.1f}s] {self.name}: {msg}", file=self.stream, flush=True)
+
+
+def is_done(root: str | Path, name: str, cfg: Any) -> bool:
+    """True when ``root`` holds a finished result of experiment ``name`` for exactly this config."""
+    paths = ExperimentPaths(Path(root), name)
+    if not paths.marker.exists() or not paths.summary.exists():
+        return False
+    try:
+        marker = read_json(paths.marker)
+    except (OSError, json.JSONDecodeError):
+        return False
+    return marker.get("config_hash") == config_hash(cfg)
+
+
+def _seeds_of(cfg: Any) -> list[int]:
+    d = config_dict(cfg)
+    if "seeds" in d:
+        return [int(s) for s in d["seeds"]]
+    if "seed" in d:
+        return [int(d["seed"])]
+    return []
+
+
+def run_experiment(name: str, cfg: Any, root: str | Path,
+                   fn: Callable[[Any, ExperimentPaths, Progress], dict[str, Any]],
+                   force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run ``fn(cfg, paths, progress) -> summary`` unless a finished result with the same config exists.
+
+    The summary (a JSON-able dict) is augmented with ``name``, ``config``, ``config_hash``, ``seeds``,
+    ``versions``, ``wall_time_s`` and written to ``results/<name>.json``; then the done-marker. Returns the
+    summary (read back from disk when skipped). ``summary["skipped_reason"]`` (set by ``fn``) marks an
+    experiment that could not run (e.g. an optional model missing); it is still recorded as done.
+    """
+    root = Path(root)
+    paths = ExperimentPaths(root, name)
+    log = Progress(name, enabled=progress)
+    if not force and is_done(root, name, cfg):
+        log("finished result with the same config found; skipping")
+        out = read_json(paths.summary)
+        out["resumed"] = True
+        return out
+    paths.results.mkdir(parents=True, exist_ok=True)
+    paths.runs.mkdir(parents=True, exist_ok=True)
+    log(f"starting (config {config_hash(cfg)})")
+    t0 = time.perf_counter()
+    summary = fn(cfg, paths, log)
+    wall = time.perf_counter() - t0
+    summary = dict(summary)
+    summary.update({
+        "name": name,
+        "config_class": type(cfg).__name__,
+        "config": config_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "seeds": _seeds_of(cfg),
+        "versions": versions(),
+        "wall_time_s": wall,
+        "torch_threads": torch.get_num_threads(),
+    })
+    atomic_write_json(paths.summary, summary)
+    atomic_write_json(paths.marker, {
+        "config_hash": config_hash(cfg), "wall_time_s": wall, "seeds": _seeds_of(cfg),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(),
+    })
+    log(f"done in {wall:.1f}s")
+    summary["resumed"] = False
+    return summary
+
+
+def mean_over(rows: Sequence[dict[str, Any]], key: str, **where: Any) -> float:
+    """Mean of ``row[key]`` over rows matching all ``where`` items (NaN when none)."""
+    vals = [float(r[key]) for r in rows if all(r.get(k) == v for k, v in where.items())]
+    return float(np.mean(vals)) if vals else float("nan")
