@@ -1,0 +1,163 @@
+"""Language-model data: corpus -> token stream -> held-out split -> resumable seeded batches.
+
+- :func:`split_documents`: deterministic held-out *documents* (no window straddles train and val).
+- :func:`prepare_lm_data`: corpus + tokenizer spec -> (tokenizer, :class:`TokenSplits`); a BPE tokenizer is
+  trained on the training documents only.
+- :class:`BatchSampler`: each epoch cuts the training stream into non-overlapping windows of T+1 tokens at a
+  random offset and visits them in a random order; the randomness is a pure function of (seed, epoch), so the
+  sampler's whole state is ``{epoch, position}`` (stored in checkpoints; resume is exact).
+- :func:`val_batches`: a fixed list of validation batches (first windows of the held-out stream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from infoplane.data.corpus import Corpus, load_corpus
+from infoplane.data.tokenizer import encode_texts, eos_id, resolve_tokenizer
+
+__all__ = ["TokenSplits", "split_documents", "tokens_from_texts", "prepare_lm_data", "BatchSampler",
+           "val_batches"]
+
+
+@dataclass
+class TokenSplits:
+    """train / val: 1-D int64 token streams (documents joined by the EOS id);
+    n_docs_train / n_docs_val: documents per split; eos_id: the separator; fingerprint: corpus SHA-256."""
+
+    train: torch.Tensor
+    val: torch.Tensor
+    n_docs_train: int
+    n_docs_val: int
+    eos_id: int
+    fingerprint: str = ""
+
+
+def split_documents(n_docs: int, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (sorted) of training and validation documents: a seeded random ``val_fraction`` of the
+    documents (at least one when 0 < val_fraction, unless there is only one document) is held out."""
+    if n_docs < 1:
+        raise ValueError(f"n_docs must be >= 1, got {n_docs}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = int(round(val_fraction * n_docs))
+    if val_fraction > 0 and n_docs > 1:
+        n_val = min(max(n_val, 1), n_docs - 1)
+    perm = np.random.default_rng([seed, 0x5EED]).permutation(n_docs)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def tokens_from_texts(tok: Any, texts: Sequence[str]) -> torch.Tensor:
+    """Encode texts and join them as ``doc_0 EOS doc_1 EOS ...``; returns 1-D int64 [N]."""
+    sep = eos_id(tok)
+    out: list[int] = []
+    for ids in encode_texts(tok, texts):
+        out.extend(ids)
+        out.append(sep)
+    return torch.tensor(out, dtype=torch.int64)
+
+
+def prepare_lm_data(corpus: str | Corpus | Sequence[str] = "kjv", tokenizer: Any = "bpe:2048",
+                    val_fraction: float = 0.05, seed: int = 0) -> tuple[Any, TokenSplits]:
+    """Load ``corpus`` (see :func:`infoplane.data.corpus.load_corpus`), hold out documents, build or load the
+    tokenizer (spec string or tokenizer object; ``bpe:N`` trains on the training documents only) and encode
+    both splits. Returns ``(tokenizer, TokenSplits)``."""
+    c = load_corpus(corpus)
+    texts = c.texts
+    tr_idx, va_idx = split_documents(len(texts), val_fraction, seed)
+    train_texts = [texts[i] for i in tr_idx]
+    val_texts = [texts[i] for i in va_idx]
+    tok = resolve_tokenizer(tokenizer, train_texts, seed=seed) if isinstance(tokenizer, str) else tokenizer
+    splits = TokenSplits(
+        train=tokens_from_texts(tok, train_texts),
+        val=tokens_from_texts(tok, val_texts) if val_texts else torch.zeros(0, dtype=torch.int64),
+        n_docs_train=len(train_texts),
+        n_docs_val=len(val_texts),
+        eos_id=eos_id(tok),
+        fingerprint=c.fingerprint,
+    )
+    return tok, splits
+
+
+class BatchSampler:
+    """Seeded, resumable sampler of next-token batches from a 1-D token stream.
+
+    tokens: int64 [N]. batch_size B, block_size T. Each call of :meth:`next_batch` returns
+    ``(x, y)``, both [B, T] int64 with ``y[:, t] = x[:, t+1]`` in the stream. Epoch e uses windows
+    ``stream[o + k*T : o + k*T + T + 1]`` with offset ``o`` and visiting order drawn from
+    ``np.random.default_rng([seed, e])``; when fewer than B windows remain, the next epoch starts.
+    """
+
+    def __init__(self, tokens: torch.Tensor, batch_size: int, block_size: int, seed: int = 0) -> None:
+        if tokens.dim() != 1:
+            raise ValueError(f"tokens must be a 1-D stream, got shape {tuple(tokens.shape)}")
+        if batch_size < 1 or block_size < 1:
+            raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
+        if (len(tokens) - 1) // block_size < batch_size + 1:
+            raise ValueError(
+                f"token stream of {len(tokens)} tokens is too short for batches of {batch_size} x "
+                f"{block_size}: expected at least {(batch_size + 1) * block_size + 1} tokens"
+            )
+        self.tokens = tokens.to(torch.int64)
+        self.batch_size, self.block_size, self.seed = int(batch_size), int(block_size), int(seed)
+        self.epoch, self.position = 0, 0
+        self._order: np.ndarray | None = None
+        self._offset = 0
+
+    def _plan(self) -> None:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        T = self.block_size
+        self._offset = int(rng.integers(0, T))
+        n_windows = (len(self.tokens) - 1 - self._offset) // T
+        self._order = rng.permutation(n_windows)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next global batch (x [B, T], y [B, T])."""
+        if self._order is None:
+            self._plan()
+        if self.position + self.batch_size > len(self._order):
+            self.epoch += 1
+            self.position = 0
+            self._plan()
+        T = self.block_size
+        starts = self._offset + T * self._order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        idx = torch.as_tensor(starts, dtype=torch.int64)[:, None] + torch.arange(T + 1)[None, :]
+        w = self.tokens[idx]
+        return w[:, :-1].contiguous(), w[:, 1:].contiguous()
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position,
+                "batch_size": self.batch_size, "block_size": self.block_size, "n_tokens": len(self.tokens)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        for k in ("batch_size", "block_size", "n_tokens"):
+            mine = len(self.tokens) if k == "n_tokens" else getattr(self, k)
+            if k in state and int(state[k]) != mine:
+                raise ValueError(f"sampler state has {k}={state[k]} but this sampler has {mine}")
+        self.seed, self.epoch, self.position = int(state["seed"]), int(state["epoch"]), int(state["position"])
+        self._order = None
+
+
+def val_batches(tokens: torch.Tensor, batch_size: int, block_size: int,
+                max_batches: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Deterministic validation batches: consecutive windows of T+1 tokens (stride T) from the start of the
+    held-out stream, grouped by ``batch_size`` (last partial batch kept), at most ``max_batches``."""
+    T = block_size
+    n = (len(tokens) - 1) // T
+    if n < 1:
+        return []
+    starts = torch.arange(n) * T
+    out = []
+    for b in range(0, n, batch_size):
+        if max_batches is not None and len(out) >= max_batches:
+            break
+        idx = starts[b:b + batch_size, None] + torch.arange(T + 1)[None, :]
+        w = tokens[idx]
+        out.append((w[:, :-1].contiguous(), w[:, 1:].contiguous()))
+    return out
