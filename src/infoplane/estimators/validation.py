@@ -1,0 +1,136 @@
+"""Shared input checks for the estimators.
+
+Every check raises ``ValueError`` with a message that states what was expected and what arrived.
+Pure functions; safe to import from any estimator module.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "check_n_bins",
+    "check_dim",
+    "check_temperature",
+    "as_float_tensor",
+    "check_finite_nonzero",
+    "row_norms",
+    "as_label_tensor",
+    "check_reference_points",
+    "labels_as_dict",
+]
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def check_n_bins(n_bins: Any) -> int:
+    """Number of reference points: an int >= 2."""
+    if not _is_int(n_bins) or int(n_bins) < 2:
+        raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+    return int(n_bins)
+
+
+def check_dim(dim: Any, name: str = "dim") -> int:
+    """Representation dimension: an int >= 2 (the sphere S^{d-1} needs d >= 2)."""
+    if not _is_int(dim) or int(dim) < 2:
+        raise ValueError(f"{name} must be an integer >= 2, got {dim!r}")
+    return int(dim)
+
+
+def check_temperature(temperature: Any) -> float:
+    """Temperature: a finite float > 0."""
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature must be a positive finite float, got {temperature!r}") from None
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"temperature must be a positive finite float, got {temperature!r}")
+    return t
+
+
+def as_float_tensor(z: Any, name: str = "z") -> torch.Tensor:
+    """Accept a torch tensor or array-like of floats; reject integer/bool/complex data."""
+    if not isinstance(z, torch.Tensor):
+        arr = np.asarray(z)
+        if arr.dtype.kind != "f":
+            raise ValueError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
+        z = torch.from_numpy(np.ascontiguousarray(arr))
+    if not torch.is_floating_point(z):
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
+    return z
+
+
+def row_norms(z: torch.Tensor) -> torch.Tensor:
+    """L2 norms over the last axis, computed in at least float32 (shape ``z.shape[:-1]``)."""
+    dt = torch.promote_types(z.dtype, torch.float32)
+    return torch.linalg.vector_norm(z, dim=-1, dtype=dt)
+
+
+def check_finite_nonzero(norms: torch.Tensor, z: torch.Tensor, name: str = "z") -> None:
+    """Raise if any row of ``z`` (with precomputed ``norms``) is non-finite or the zero vector.
+
+    One device synchronisation in the good case (a single boolean reduction).
+    """
+    bad = ~(torch.isfinite(norms) & (norms > 0))
+    if bool(bad.any()):
+        if not bool(torch.isfinite(z).all()):
+            n_bad = int((~torch.isfinite(z)).sum())
+            raise ValueError(f"{name} must be finite; got {n_bad} NaN/Inf entries")
+        if not bool(torch.isfinite(norms).all()):
+            raise ValueError(f"{name} row norms overflow (values too large for {z.dtype}); rescale the input")
+        n_zero = int((norms == 0).sum())
+        raise ValueError(
+            f"{name} rows must have nonzero norm (direction is undefined); got {n_zero} zero vector(s)"
+        )
+
+
+def as_label_tensor(labels: Any, n: int, name: str = "labels") -> torch.Tensor:
+    """Labels as a 1-D int64 CPU tensor of length ``n``; floats/bools/other shapes are rejected."""
+    if isinstance(labels, torch.Tensor):
+        t = labels
+        if t.dtype in (torch.bool,) or torch.is_floating_point(t) or torch.is_complex(t):
+            raise ValueError(f"{name} must be an integer array, got dtype {t.dtype}")
+        t = t.detach().to("cpu", torch.int64)
+    else:
+        arr = np.asarray(labels)
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
+        if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} values must fit in int64")
+        t = torch.from_numpy(np.ascontiguousarray(arr.astype(np.int64, copy=False)))
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D with one label per sample [N={n}], got shape {tuple(t.shape)}")
+    if t.shape[0] != n:
+        raise ValueError(f"{name} must have length N={n} (one per sample), got length {t.shape[0]}")
+    return t
+
+
+def check_reference_points(w: Any, dim: int | None = None) -> torch.Tensor:
+    """Reference points ``[m, d]``: finite, nonzero rows, m >= 2; returned as float64 CPU unit rows."""
+    w = as_float_tensor(w, "reference_points")
+    if w.dim() != 2:
+        raise ValueError(f"reference_points must be 2-D [m, d], got shape {tuple(w.shape)}")
+    check_n_bins(w.shape[0])
+    check_dim(w.shape[1], "reference_points dim")
+    if dim is not None and w.shape[1] != dim:
+        raise ValueError(f"reference_points must have d={dim} columns, got {w.shape[1]}")
+    w = w.detach().to("cpu", torch.float64)
+    norms = torch.linalg.vector_norm(w, dim=-1)
+    check_finite_nonzero(norms, w, "reference_points")
+    return w / norms[:, None]
+
+
+def labels_as_dict(labels: Any) -> dict[str, Any]:
+    """Normalise ``labels`` (one array or a dict of arrays) to a dict keyed by set name (``"labels"``)."""
+    if isinstance(labels, dict):
+        for k in labels:
+            if not isinstance(k, str) or not k:
+                raise ValueError(f"label set names must be non-empty strings, got {k!r}")
+        return dict(labels)
+    return {"labels": labels}
