@@ -62,7 +62,8 @@ class GPTConfig:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {v!r}")
         if self.d_model % self.n_head:
-            raise ValueError(f"GPTConfig.d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+            raise ValueError(f"GPTConfig.d_model ({self.d_model}) must be divisible by "
+                             f"n_head ({self.n_head})")
         if self.pos_encoding not in ("learned", "rope"):
             raise ValueError(f"GPTConfig.pos_encoding must be 'learned' or 'rope', got {self.pos_encoding!r}")
         if self.pos_encoding == "rope" and (self.d_model // self.n_head) % 2:
@@ -81,7 +82,8 @@ class GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown GPTConfig keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+            raise ValueError(f"unknown GPTConfig keys {sorted(unknown)}; "
+                             f"expected a subset of {sorted(known)}")
         return cls(**d)
 
     @property
@@ -242,7 +244,8 @@ class GPT(nn.Module):
         loss = None
         if targets is not None:
             if targets.shape != idx.shape:
-                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, "
+                                 f"got {tuple(targets.shape)}")
             # next-token cross-entropy, mean over tokens (nats/token)
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
                                    ignore_index=-100)

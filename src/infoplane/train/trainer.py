@@ -1,0 +1,513 @@
+"""Training loop for the compact GPT: CE, static CE + lambda MBE, or GAPT; checkpoints, exact resume, DDP.
+
+One optimiser step ``t`` (1-based in the log):
+
+1. the sampler yields the global batch ``x, y`` [B, T]; a DDP rank keeps its contiguous shard of B / world
+   rows, then ``grad_accum`` micro-batches;
+2. forward -> CE (mean nats/token) and the block outputs; the MBE of the scheduled layers
+   (:func:`~infoplane.train.regularizer.mbe_penalty`, patch size p) is computed with gradient when penalised
+   (``ce+mbe`` always, ``gapt`` in compression) and without gradient otherwise (for the log and controller);
+3. loss = CE (+ ``mbe_weight`` * MBE) (relaxed IBLM objective, mbe-and-gapt.md §1.2); a non-finite loss (on
+   any rank) skips the whole step: no backward / optimiser step, gradients zeroed, logged ``skipped=true``;
+   ``max_nonfinite`` consecutive skips raise :class:`NonFiniteLossError`;
+4. gradient clipping, AdamW step with the scheduled learning rate;
+5. the step's CE and per-layer MBE (averaged over micro-batches and ranks) are fed to the
+   :class:`~infoplane.train.phases.PhaseController`, which sets the phase of step ``t+1`` (a one-step lag
+   relative to the reference's "update, then use", so that micro-batches and ranks share one phase);
+6. every ``align_every`` steps: cosines between grad CE and grad MBE_l (all layers) on the same batch
+   (:func:`~infoplane.train.alignment.gradient_alignment`, before the update); every ``eval_every`` steps:
+   held-out CE and per-layer MBE (no grad);
+7. one JSON line per step (flushed) and, at scheduled steps, an atomic checkpoint.
+
+Log record keys: step, ce, loss, mbe {layer: nats}, mbe_mean, phase (used at this step), next_phase,
+switch (controller events at this step: from/to/reason/values), lr, tokens (cumulative CE tokens of
+non-skipped steps), time (s since start of the run, excluding resumed gaps), skipped, grad_norm; with
+validation: val_ce, val_mbe {layer}, val_mbe_mean; with alignment: align {cos, cos_layer, ce_grad_norm,
+mbe_grad_norm, mbe_grad_norm_layer}.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from infoplane.data.lm_data import BatchSampler, TokenSplits, prepare_lm_data, val_batches
+from infoplane.data.tokenizer import load_tokenizer, save_tokenizer
+from infoplane.estimators.matrix import patch_matrix_entropy
+from infoplane.io import atomic_write_json
+from infoplane.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_optimizer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from infoplane.train.config import TrainConfig, checkpoint_schedule
+from infoplane.train.model import GPT, GPTConfig
+from infoplane.train.phases import Phase, PhaseController
+from infoplane.train.regularizer import LayerSchedule, mbe_penalty
+
+__all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "train", "lr_at", "read_log"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised after ``max_nonfinite`` consecutive steps with a non-finite loss."""
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished run (also written to ``out_dir/summary.json``)."""
+
+    out_dir: Path
+    log_path: Path
+    steps: int
+    tokens: int
+    final_val_ce: float | None
+    final_val_mbe: dict[int, float]
+    final_val_mbe_mean: float | None
+    switches: list[dict[str, Any]]
+    checkpoints: list[Path]
+    skipped_steps: int
+    wall_time: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out_dir": str(self.out_dir), "log_path": str(self.log_path), "steps": self.steps,
+            "tokens": self.tokens, "final_val_ce": self.final_val_ce,
+            "final_val_mbe": {str(k): v for k, v in self.final_val_mbe.items()},
+            "final_val_mbe_mean": self.final_val_mbe_mean, "n_switches": len(self.switches),
+            "switches": self.switches, "checkpoints": [str(p) for p in self.checkpoints],
+            "skipped_steps": self.skipped_steps, "wall_time": self.wall_time, **self.extra,
+        }
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate of 0-based optimiser step ``step``: linear warm-up over ``warmup_steps``, then constant
+    or cosine decay to ``min_lr_ratio * lr`` at the last step (nanoGPT schedule)."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    frac = min(max((step - cfg.warmup_steps) / span, 0.0), 1.0)
+    # cosine: lr_min + 0.5 (lr - lr_min)(1 + cos(pi * frac))
+    lo = cfg.lr * cfg.min_lr_ratio
+    return lo + 0.5 * (cfg.lr - lo) * (1.0 + math.cos(math.pi * frac))
+
+
+def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Records of a training JSONL log."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _dist_info() -> tuple[bool, int, int]:
+    """(distributed, rank, world_size); initialises a gloo process group from torchrun env vars if needed."""
+    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("gloo")
+    if dist.is_available() and dist.is_initialized():
+        return True, dist.get_rank(), dist.get_world_size()
+    return False, 0, 1
+
+
+def _mbe_per_layer(hidden: Sequence[torch.Tensor], layers: Sequence[int],
+                   patch_size: int) -> dict[int, float]:
+    """Patch MBE (nats) of each listed layer without gradient."""
+    with torch.no_grad():
+        vals = [patch_matrix_entropy(hidden[i].detach(), patch_size=patch_size, remainder="drop_start")
+                for i in layers]
+        return {i: float(v) for i, v in zip(layers, torch.stack(vals).tolist())}
+
+
+class Trainer:
+    """Set up data, model, optimiser, controller and logging from a :class:`TrainConfig`; :meth:`run` trains.
+
+    Args:
+        config: the run configuration.
+        splits / tokenizer: optional pre-built data (e.g. a synthetic task) instead of ``config.corpus`` /
+            ``config.tokenizer``; ``tokenizer`` is only saved with checkpoints (needs ``to_str()``), and
+            ``vocab_size`` must then be given unless the tokenizer has ``get_vocab_size()``.
+        vocab_size: model vocabulary (default: the tokenizer's).
+        callbacks: ``cb(trainer, record)`` called after every step, before the record is written (may add
+            keys).
+        resume: continue from the latest checkpoint in ``out_dir/checkpoints`` (exactly: weights, optimiser,
+            sampler, controller, RNG, log truncated to the checkpoint's step).
+    """
+
+    def __init__(self, config: TrainConfig, *, splits: TokenSplits | None = None, tokenizer: Any = None,
+                 vocab_size: int | None = None, callbacks: Sequence[Callable[[Trainer, dict], None]] = (),
+                 resume: bool = False) -> None:
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"Trainer expects a TrainConfig, got {type(config).__name__}")
+        self.config = cfg = config
+        self.callbacks = list(callbacks)
+        self.distributed, self.rank, self.world = _dist_info()
+        if cfg.batch_size % (self.world * cfg.grad_accum):
+            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by world_size x grad_accum = "
+                             f"{self.world} x {cfg.grad_accum}")
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.out_dir = Path(cfg.out_dir)
+        self.ckpt_root = self.out_dir / "checkpoints"
+        self.log_path = self.out_dir / "log.jsonl"
+        resume_from = latest_checkpoint(self.ckpt_root) if resume else None
+        if resume and resume_from is None:
+            raise FileNotFoundError(f"--resume: no checkpoint found under {str(self.ckpt_root)!r}")
+
+        # data + tokenizer (on resume the saved tokenizer is reused, so BPE is not retrained)
+        if splits is None:
+            tok_spec: Any = cfg.tokenizer
+            if resume_from is not None and (resume_from / "tokenizer.json").is_file():
+                tok_spec = load_tokenizer(resume_from / "tokenizer.json")
+            tokenizer, splits = prepare_lm_data(cfg.corpus, tok_spec, cfg.val_fraction, cfg.seed)
+        self.tokenizer, self.splits = tokenizer, splits
+        if vocab_size is None:
+            if tokenizer is None or not hasattr(tokenizer, "get_vocab_size"):
+                raise ValueError("vocab_size is required when the tokenizer has no get_vocab_size()")
+            vocab_size = int(tokenizer.get_vocab_size())
+        self.model_config = GPTConfig(vocab_size=vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                                      d_model=cfg.d_model, block_size=cfg.block_size,
+                                      pos_encoding=cfg.pos_encoding, dropout=cfg.dropout,
+                                      tie_weights=cfg.tie_weights, seed=cfg.seed)
+        self.model = GPT(self.model_config)
+        self.sampler = BatchSampler(splits.train, cfg.batch_size, cfg.block_size, seed=cfg.seed)
+        self.val = val_batches(splits.val, cfg.batch_size, cfg.block_size, cfg.eval_batches)
+        self.schedule = LayerSchedule(cfg.n_layer, cfg.mbe_layers)
+        self.controller = PhaseController(**cfg.controller) if cfg.objective == "gapt" else None
+        self.optimizer = self._make_optimizer()
+        self.checkpoint_steps = set(checkpoint_schedule(cfg.checkpoint_steps, cfg.steps))
+
+        self.step = 0  # completed optimiser steps
+        self.tokens = 0
+        self.consecutive_nonfinite = 0
+        self.skipped_total = 0
+        self.elapsed = 0.0
+        self.log_position = 0
+        self.last_val: dict[str, Any] = {}
+        self.checkpoints: list[Path] = []
+        if resume_from is not None:
+            self._restore(resume_from)
+        self.ddp_model: torch.nn.Module = self.model
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp_model = DistributedDataParallel(self.model)  # broadcasts rank 0's weights
+        self._tb = None
+
+    # ------------------------------------------------------------------ setup helpers
+    def _make_optimizer(self) -> torch.optim.AdamW:
+        cfg = self.config
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        return torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=cfg.betas, foreach=False,
+        )
+
+    def _restore(self, ckpt: Path) -> None:
+        model, _, meta = load_checkpoint(ckpt)
+        self.model.load_state_dict(model.state_dict())
+        load_optimizer_state(self.optimizer, ckpt)
+        st = meta["trainer_state"]
+        self.step = int(st["step"])
+        self.tokens = int(st["tokens"])
+        self.consecutive_nonfinite = int(st.get("consecutive_nonfinite", 0))
+        self.skipped_total = int(st.get("skipped_total", 0))
+        self.elapsed = float(st.get("elapsed", 0.0))
+        self.sampler.load_state_dict(st["sampler"])
+        if self.controller is not None and st.get("controller"):
+            self.controller.load_state_dict(st["controller"])
+        set_rng_state(st["rng"])
+        self.log_position = int(st.get("log_position", 0))
+        self.last_val = st.get("last_val", {})
+        if self.rank == 0 and self.log_path.exists():
+            with open(self.log_path, "r+b") as fh:  # drop records written after the checkpoint
+                fh.truncate(self.log_position)
+        self.checkpoints = [p for p in sorted(self.ckpt_root.glob("step_*")) if p.is_dir()]
+
+    # ------------------------------------------------------------------ phases / objective
+    @property
+    def phase(self) -> str:
+        """Phase of the next step: "memorize" or "compress" (ce: "memorize", ce+mbe: "compress")."""
+        obj = self.config.objective
+        if obj == "ce":
+            return Phase.MEMORIZE.value
+        if obj == "ce+mbe":
+            return Phase.COMPRESS.value
+        return self.controller.phase.value
+
+    def _all_reduce_mean(self, values: list[float]) -> list[float]:
+        if not self.distributed:
+            return values
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t)
+        return (t / self.world).tolist()
+
+    def _any_rank(self, flag: bool) -> bool:
+        if not self.distributed:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, Any]:
+        """One optimiser step; returns its log record (not yet written)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        self.model.train()
+        x, y = self.sampler.next_batch()
+        per_rank = cfg.batch_size // self.world
+        x = x[self.rank * per_rank:(self.rank + 1) * per_rank]
+        y = y[self.rank * per_rank:(self.rank + 1) * per_rank]
+        micro = per_rank // cfg.grad_accum
+        phase = self.phase
+        penalise = phase == Phase.COMPRESS.value and cfg.mbe_weight > 0
+        layers = self.schedule.layers(self.step)
+        need_mbe = penalise or cfg.log_mbe or cfg.objective == "gapt"
+        lr = lr_at(self.step, cfg)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        do_align = cfg.align_every > 0 and (self.step + 1) % cfg.align_every == 0
+        self.optimizer.zero_grad(set_to_none=True)
+
+        ce_sum, loss_sum = 0.0, 0.0
+        mbe_sum: dict[int, float] = {}
+        align = None
+        skipped = False
+        for k in range(cfg.grad_accum):
+            xb, yb = x[k * micro:(k + 1) * micro], y[k * micro:(k + 1) * micro]
+            last = k == cfg.grad_accum - 1
+            ctx = self.ddp_model.no_sync() if (self.distributed and not last) else _nullcontext()
+            with ctx:
+                out = self.ddp_model(xb, yb)
+                ce = out.loss
+                loss = ce
+                mbe_vals: dict[int, float] = {}
+                if penalise:
+                    pen, mbe_vals = mbe_penalty(out.hidden_states, layers, cfg.patch_size)
+                    loss = ce + cfg.mbe_weight * pen  # L = L_CE + lambda * MBE (mbe-and-gapt.md §1.2)
+                elif need_mbe:
+                    mbe_vals = _mbe_per_layer(out.hidden_states, layers, cfg.patch_size)
+                if do_align and k == 0:
+                    align = self._alignment(ce, out.hidden_states)
+                bad = self._any_rank(not bool(torch.isfinite(loss)))
+                if bad:
+                    skipped = True
+                    break
+                (loss / cfg.grad_accum).backward()
+            ce_sum += float(ce.detach())
+            loss_sum += float(loss.detach())
+            for i, v in mbe_vals.items():
+                mbe_sum[i] = mbe_sum.get(i, 0.0) + v
+
+        grad_norm = None
+        if not skipped:
+            if cfg.grad_clip > 0:
+                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            else:
+                gn = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in self.model.parameters()
+                                    if p.grad is not None))
+            grad_norm = float(gn)
+            if not math.isfinite(grad_norm):
+                skipped = True
+        if skipped:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.consecutive_nonfinite += 1
+            self.skipped_total += 1
+        else:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.consecutive_nonfinite = 0
+            self.tokens += cfg.batch_size * cfg.block_size  # CE tokens (global)
+        self.step += 1
+
+        rec: dict[str, Any] = {"step": self.step, "phase": phase, "lr": lr, "skipped": skipped}
+        switch = []
+        if skipped:
+            rec.update(ce=None, loss=None, mbe={}, mbe_mean=None, grad_norm=None)
+        else:
+            n = cfg.grad_accum
+            keys = sorted(mbe_sum)
+            red = self._all_reduce_mean([ce_sum / n, loss_sum / n] + [mbe_sum[i] / n for i in keys])
+            ce_v, loss_v, mbe_v = red[0], red[1], dict(zip(keys, red[2:]))
+            rec.update(ce=ce_v, loss=loss_v, mbe={str(i): v for i, v in mbe_v.items()},
+                       mbe_mean=(sum(mbe_v.values()) / len(mbe_v)) if mbe_v else None, grad_norm=grad_norm)
+            if self.controller is not None:
+                n_events = len(self.controller.events)
+                self.controller.step(ce_v, mbe_v)  # decides the phase of the next step
+                switch = self.controller.events[n_events:]
+        if switch:
+            rec["switch"] = [{k: v for k, v in e.items()} for e in switch]
+        rec["next_phase"] = self.phase
+        rec["tokens"] = self.tokens
+        if align is not None:
+            rec["align"] = align
+        if self.consecutive_nonfinite >= cfg.max_nonfinite:
+            self._write(rec)
+            raise NonFiniteLossError(
+                f"{self.consecutive_nonfinite} consecutive steps (up to step {self.step}) had a non-finite "
+                f"loss or gradient; stopping (max_nonfinite={cfg.max_nonfinite}). Lower the learning rate or "
+                "the MBE weight, or check the data."
+            )
+        self.elapsed += time.perf_counter() - t0
+        return rec
+
+    def _alignment(self, ce: torch.Tensor, hidden: list[torch.Tensor]) -> dict[str, Any]:
+        from infoplane.train.alignment import gradient_alignment
+
+        mbe_l = {i: patch_matrix_entropy(h, patch_size=self.config.patch_size, remainder="drop_start")
+                 for i, h in enumerate(hidden)}
+        res = gradient_alignment(self.model, ce, mbe_l, per_layer=True, retain_graph=True)
+        return {
+            "cos": res["cos"], "ce_grad_norm": res["ce_grad_norm"], "mbe_grad_norm": res["mbe_grad_norm"],
+            "cos_layer": {str(k): v for k, v in res["cos_layer"].items()},
+            "mbe_grad_norm_layer": {str(k): v for k, v in res["mbe_grad_norm_layer"].items()},
+        }
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """Held-out CE (token-weighted mean, nats) and per-layer patch MBE (mean over val batches and
+        patches, nats) for all blocks; {} when there is no validation data."""
+        if not self.val:
+            return {}
+        self.model.eval()
+        ce_tot, n_tok = 0.0, 0
+        mbe_tot = [0.0] * self.config.n_layer
+        for xb, yb in self.val:
+            out = self.model(xb, yb)
+            ce_tot += float(out.loss) * yb.numel()
+            n_tok += yb.numel()
+            for i, h in enumerate(out.hidden_states):
+                mbe_tot[i] += float(patch_matrix_entropy(h, patch_size=self.config.patch_size,
+                                                         remainder="drop_start"))
+        self.model.train()
+        nb = len(self.val)
+        mbe = {str(i): v / nb for i, v in enumerate(mbe_tot)}
+        return {"val_ce": ce_tot / n_tok, "val_mbe": mbe, "val_mbe_mean": sum(mbe.values()) / len(mbe)}
+
+    # ------------------------------------------------------------------ IO
+    def _write(self, rec: dict[str, Any]) -> None:
+        if self.rank != 0:
+            return
+        line = json.dumps(rec, allow_nan=True) + "\n"
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            self.log_position = fh.tell()
+        if self._tb is not None:
+            for k in ("ce", "loss", "mbe_mean", "lr", "val_ce", "val_mbe_mean"):
+                if isinstance(rec.get(k), float):
+                    self._tb.add_scalar(f"train/{k}", rec[k], rec["step"])
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "tokens": self.tokens, "consecutive_nonfinite": self.consecutive_nonfinite,
+            "skipped_total": self.skipped_total, "elapsed": self.elapsed,
+            "sampler": self.sampler.state_dict(),
+            "controller": self.controller.state_dict() if self.controller is not None else None,
+            "rng": rng_state(), "log_position": self.log_position, "log_file": self.log_path.name,
+            "world_size": self.world, "last_val": self.last_val,
+        }
+
+    def save(self) -> Path | None:
+        """Checkpoint the current state (rank 0 only) at ``out_dir/checkpoints/step_{step:08d}``."""
+        if self.rank != 0:
+            return None
+        p = save_checkpoint(self.ckpt_root, self.step, self.model, optimizer=self.optimizer,
+                            train_config=self.config.to_dict(), trainer_state=self.trainer_state(),
+                            tokenizer=self.tokenizer)
+        if p not in self.checkpoints:
+            self.checkpoints.append(p)
+        return p
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> TrainResult:
+        """Train to ``config.steps``; returns a :class:`TrainResult` (rank 0 also writes summary.json)."""
+        cfg = self.config
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self.step == 0:
+                self.log_path.write_text("", encoding="utf-8")
+                self.log_position = 0
+                atomic_write_json(self.out_dir / "config.json", {"train": cfg.to_dict(),
+                                                                 "model": self.model_config.to_dict()})
+                if self.tokenizer is not None and hasattr(self.tokenizer, "to_str"):
+                    save_tokenizer(self.tokenizer, self.out_dir / "tokenizer.json")
+            if cfg.tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self._tb = SummaryWriter(str(self.out_dir / "tb"))
+                except ImportError:
+                    print("tensorboard is not installed; continuing without it")
+        bar = None
+        if cfg.progress and self.rank == 0:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train[{cfg.objective}]", unit="step")
+        try:
+            while self.step < cfg.steps:
+                rec = self.train_step()
+                is_last = self.step == cfg.steps
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or is_last:
+                    t0 = time.perf_counter()
+                    self.last_val = self.evaluate()
+                    self.elapsed += time.perf_counter() - t0
+                    rec.update(self.last_val)
+                rec["time"] = self.elapsed
+                for cb in self.callbacks:
+                    cb(self, rec)
+                self._write(rec)
+                if self.step in self.checkpoint_steps:
+                    self.save()
+                if bar is not None:
+                    bar.update(1)
+                    ce_txt = f"{rec['ce']:.3f}" if rec["ce"] is not None else "nan"
+                    post = {"ce": ce_txt, "phase": rec["phase"][:3]}
+                    if "val_ce" in rec:
+                        post["val"] = f"{rec['val_ce']:.3f}"
+                    bar.set_postfix(post, refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+            if self._tb is not None:
+                self._tb.close()
+        switches = list(self.controller.events) if self.controller is not None else []
+        result = TrainResult(
+            out_dir=self.out_dir, log_path=self.log_path, steps=self.step, tokens=self.tokens,
+            final_val_ce=self.last_val.get("val_ce"),
+            final_val_mbe={int(k): v for k, v in self.last_val.get("val_mbe", {}).items()},
+            final_val_mbe_mean=self.last_val.get("val_mbe_mean"), switches=switches,
+            checkpoints=list(self.checkpoints), skipped_steps=self.skipped_total, wall_time=self.elapsed,
+        )
+        if self.rank == 0:
+            atomic_write_json(self.out_dir / "summary.json", result.to_dict())
+        return result
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def train(config: TrainConfig | dict[str, Any], **kwargs: Any) -> TrainResult:
+    """Convenience: ``Trainer(config, **kwargs).run()`` (config may be a dict of TrainConfig fields)."""
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    return Trainer(config, **kwargs).run()
