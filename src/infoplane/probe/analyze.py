@@ -13,7 +13,6 @@ Data flow (one pass over the model, bounded memory):
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -421,10 +420,6 @@ def _result_rows(result: Any, model_name: str, step: int | None) -> list[dict[st
     return rows
 
 
-def _finite(x: Any) -> Any:
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
 def analyze(
     model: str | os.PathLike | torch.nn.Module | LoadedModel,
     corpus: Any = "kjv",
@@ -489,13 +484,11 @@ def analyze(
         raise ValueError(f"hidden states have different widths {sorted(set(dims))}; "
                          "one accumulator needs one d")
     acc = _make_accumulator(dims[0], len(dims), n_bins, seed, temperature, calibration, null)
+    indices = None
     if shard is not None:
-        rank, world = shard
-        if not 0 <= rank < world:
-            raise ValueError(f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}")
-        indices = list(range(rank, len(plan.batches), world))
-    else:
-        indices = None
+        from infoplane.probe.distributed import shard_indices
+
+        indices = shard_indices(len(plan.batches), *shard)
     name = model_name or _default_name(loaded)
     step = step if step is not None else loaded.step
     seconds = run_plan(net, plan, acc, indices, progress, device, desc=name)
