@@ -189,6 +189,8 @@ def test_batched_equals_loop_and_low_precision_upcast():
         (torch.zeros(4, 3), {}, "all zeros"),
         (torch.stack([torch.ones(4, 3), torch.zeros(4, 3)]), {}, "all zeros"),
         (torch.ones(4, 3), {"centered": True}, "identical"),
+        (torch.full((3, 4), 0.1), {"centered": True}, "identical"),
+        (torch.full((7, 5), 0.1, dtype=torch.float64), {"centered": True}, "identical"),
         (torch.ones(4, 3), {"alpha": 0.0}, "alpha"),
         (torch.ones(4, 3), {"alpha": -1.0}, "alpha"),
         (torch.ones(4, 3), {"alpha": float("inf")}, "alpha"),
@@ -308,3 +310,19 @@ def test_online_validation():
         acc.compute()
     with pytest.raises(ValueError, match="merge"):
         acc.merge(OnlineMatrixEntropy(4))
+    same = OnlineMatrixEntropy(3, centered=True)
+    same.update(torch.full((5, 3), 0.1))
+    with pytest.raises(ValueError, match="identical"):
+        same.compute()
+
+
+def test_autocast_does_not_lower_precision():
+    z = _rand((4, 8, 32), 50, dtype=torch.float32) + 0.3
+    ref = matrix_entropy(z.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = matrix_entropy(z)
+        acc = OnlineMatrixEntropy(32)
+        acc.update(z[0])
+    assert h.dtype == torch.float32
+    torch.testing.assert_close(h.double(), ref, atol=1e-5, rtol=0)
+    assert acc.compute() == pytest.approx(float(ref[0]), abs=1e-9)

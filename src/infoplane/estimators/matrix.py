@@ -32,6 +32,7 @@ Numerics
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -49,6 +50,13 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype == torch.float64:
         return torch.float64
     return torch.float32
+
+
+def _no_autocast(device: torch.device):
+    """Disable autocast so Gram products really run in float32/float64 (bf16 autocast would round them)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _check_alpha(alpha: float) -> float:
@@ -73,7 +81,7 @@ def _entropy_from_gram(gram: torch.Tensor, alpha: float, n_rows: int) -> torch.T
         frob_sq = (gram * gram).sum(dim=(-2, -1))
         h = 2.0 * torch.log(trace.clamp_min(tiny)) - torch.log(frob_sq.clamp_min(tiny))
     else:
-        p = gram / trace[..., None, None]  # P = G / tr(G), trace one (paper §1.1)
+        p = gram / trace.clamp_min(tiny)[..., None, None]  # P = G / tr(G), trace one (paper §1.1)
         p = 0.5 * (p + p.transpose(-2, -1))
         lam = torch.linalg.eigvalsh(p)
         k = lam.shape[-1]
@@ -126,21 +134,28 @@ def matrix_entropy(
     x = z.to(_compute_dtype(z.dtype))
     if validate and not bool(torch.isfinite(x).all()):
         raise ValueError("z must contain only finite values (found NaN or Inf)")
-    if centered:
-        x = x - x.mean(dim=-2, keepdim=True)  # per-matrix mean row removed (centering diagnostic)
     if x.numel() == 0:  # empty leading batch dimension
         return x.new_zeros(x.shape[:-2])
+    if centered:
+        raw_scale = x.detach().abs().amax(dim=(-2, -1), keepdim=True)
+        x = x - x.mean(dim=-2, keepdim=True)  # per-matrix mean row removed (centering diagnostic)
     # scale invariance: divide by the detached largest |entry| (value and gradient unchanged, no underflow)
     scale = x.detach().abs().amax(dim=(-2, -1), keepdim=True)
+    if centered:
+        # identical rows leave only round-off after centring (relative to the raw scale): treat as zero
+        scale = torch.where(
+            scale > 4 * n * torch.finfo(x.dtype).eps * raw_scale, scale, torch.zeros_like(scale)
+        )
     if validate and bool((scale == 0).any()):
         what = "all rows identical (zero after centering)" if centered else "all zeros"
         raise ValueError(
             f"matrix entropy is undefined for a matrix that is {what}; got shape {tuple(z.shape)}"
         )
     x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
-    # ||Z Z^T||_F = ||Z^T Z||_F: use the smaller Gram (paper §1.1 reverse-Gram / OnlineMBE form)
-    gram = x @ x.transpose(-2, -1) if n <= d else x.transpose(-2, -1) @ x
-    return _entropy_from_gram(gram, a, n)
+    with _no_autocast(x.device):
+        # ||Z Z^T||_F = ||Z^T Z||_F: use the smaller Gram (paper §1.1 reverse-Gram / OnlineMBE form)
+        gram = x @ x.transpose(-2, -1) if n <= d else x.transpose(-2, -1) @ x
+        return _entropy_from_gram(gram, a, n)
 
 
 def _check_hidden(hidden: torch.Tensor, patch_size: int, remainder: str) -> tuple[int, int]:
@@ -209,6 +224,8 @@ def patch_matrix_entropy(
 class OnlineMatrixEntropy:
     """Streaming matrix entropy of a large row set via the ``D x D`` Gram ``G = sum_i z_i z_i^T``.
 
+    Memory ``O(D^2)`` float64, kept on the device of the first :meth:`update` (CPU before that).
+
     The entropy of the concatenation of all rows passed to :meth:`update` equals :func:`matrix_entropy` of the
     concatenated ``[N_total, D]`` matrix (same non-zero spectrum of ``Z Z^T`` and ``Z^T Z``; reference code's
     ``OnlineMBE``). Statistics are float64.
@@ -238,10 +255,13 @@ class OnlineMatrixEntropy:
         if not isinstance(z, torch.Tensor) or z.ndim < 2 or z.shape[-1] != self.dim:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise ValueError(f"z must be a tensor of shape [N, {self.dim}], got {shape}")
+        if self.n == 0 and self.gram.device != z.device and z.device.type != "mps":  # no float64 on MPS
+            self.gram, self.row_sum = self.gram.to(z.device), self.row_sum.to(z.device)
         x = z.detach().reshape(-1, self.dim).to(device=self.gram.device, dtype=torch.float64)
         if not bool(torch.isfinite(x).all()):
             raise ValueError("z must contain only finite values (found NaN or Inf)")
-        self.gram += x.T @ x  # G = sum_i z_i z_i^T (OnlineMBE, paper §1.1)
+        with _no_autocast(x.device):
+            self.gram += x.T @ x  # G = sum_i z_i z_i^T (OnlineMBE, paper §1.1)
         self.row_sum += x.sum(0)
         self.n += x.shape[0]
 
@@ -274,8 +294,11 @@ class OnlineMatrixEntropy:
             g = g - self.n * torch.outer(mu, mu)  # centred Gram: sum (z - mu)(z - mu)^T
             g = 0.5 * (g + g.T)
         tr = float(torch.diagonal(g).sum())
-        if not tr > 0.0 or tr <= 1e-300:
-            raise ValueError("matrix entropy is undefined: all accumulated rows are zero")
+        raw_tr = float(torch.diagonal(self.gram).sum())
+        # centring identical rows leaves only round-off (relative to the raw trace): treat as zero
+        if not raw_tr > 0.0 or not tr > 1e-12 * raw_tr:
+            what = "identical (zero after centering)" if self.centered else "zero"
+            raise ValueError(f"matrix entropy is undefined: all accumulated rows are {what}")
         return float(_entropy_from_gram(g / tr, a, self.n))
 
     def state_dict(self) -> dict[str, Any]:
