@@ -195,10 +195,11 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise ValueError(f"GPT expects a GPTConfig, got {type(config).__name__}")
         self.config = config
-        self.embed = GPTEmbedding(config)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.norm_f = nn.RMSNorm(config.d_model, eps=config.norm_eps)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        with torch.random.fork_rng(devices=[]):  # torch's default module init draws from the global RNG
+            self.embed = GPTEmbedding(config)
+            self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+            self.norm_f = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+            self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.embed.tok.weight
         self.reset_parameters()
