@@ -320,3 +320,19 @@ def test_zero_tolerances_allowed_and_start_compress():
         ctrl.step(1.0, {})
     with pytest.raises(ValueError, match="state_dict"):
         ctrl.load_state_dict({"config": {}})
+
+
+@pytest.mark.parametrize("rule", ["paper", "relative"])
+def test_mbe_none_leaves_mbe_bookkeeping_untouched(rule):
+    ctrl = PhaseController(rule, patience_mem=2, patience_comp=2)
+    while ctrl.phase is Phase.MEMORIZE:  # flat CE, MBE not measured: CE logic alone reaches compression
+        ctrl.step(1.0, None)
+        assert ctrl.step_count < 10
+    assert switches(ctrl)[0][1:] == (C, "ce_plateau") and ctrl.best_mbe == {}
+    state = ctrl.state_dict()
+    for _ in range(5):  # no MBE information: the MBE plateau cannot complete
+        assert ctrl.step(1.0, None) is Phase.COMPRESS
+    assert ctrl.count_comp == state["count_comp"] and ctrl.events[0]["values"]["mbe"] is None
+    # first measured MBE: paper counts it as an improvement over +inf, relative as gain 0 (counts)
+    expected = [C, C, M] if rule == "paper" else [C, M, M]
+    assert run(ctrl, [1.0] * 3, [2.0] * 3) == expected and switches(ctrl)[-1][2] == "mbe_plateau"

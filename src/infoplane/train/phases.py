@@ -185,7 +185,9 @@ class PhaseController:
 
     # ------------------------------------------------------------------ signal handling
     @staticmethod
-    def _as_mbe_dict(mbe: float | Mapping[Any, float]) -> dict[Any, float]:
+    def _as_mbe_dict(mbe: float | Mapping[Any, float] | None) -> dict[Any, float]:
+        if mbe is None:
+            return {}
         if isinstance(mbe, Mapping):
             if len(mbe) == 0:
                 raise ValueError("mbe mapping must contain at least one layer")
@@ -226,10 +228,12 @@ class PhaseController:
         self._phase = to
 
     # ------------------------------------------------------------------ main entry
-    def step(self, ce: float, mbe: float | Mapping[Any, float]) -> Phase:
+    def step(self, ce: float, mbe: float | Mapping[Any, float] | None) -> Phase:
         """Feed one step's CE (nats) and MBE (float, or ``{layer: float}``); returns the phase to use next.
 
         Non-finite values skip the step (appended to :attr:`skipped`; counters, minima and EMA unchanged).
+        ``mbe=None`` means "MBE not measured this step": the CE logic runs as usual, the MBE counter and
+        minima are left unchanged (so an MBE plateau cannot complete on such steps).
         """
         self._step += 1
         ce = float(ce)
@@ -255,8 +259,10 @@ class PhaseController:
         return self._phase
 
     def _values(self, ce: float, mbe: dict[Any, float]) -> dict[str, Any]:
-        if set(mbe) == {_SCALAR_KEY}:
-            mbe_out: Any = mbe[_SCALAR_KEY]
+        if not mbe:
+            mbe_out: Any = None
+        elif set(mbe) == {_SCALAR_KEY}:
+            mbe_out = mbe[_SCALAR_KEY]
         else:
             mbe_out = {str(_key_to_json(k)): v for k, v in mbe.items()}
         return {
@@ -272,8 +278,9 @@ class PhaseController:
         spike = ce >= (1.0 + self.spike_tol) * self.best_ce
         self.count_mem = 0 if self.best_ce - ce > self.tau_ce else self.count_mem + 1  # absolute delta_CE
         self.best_ce = min(self.best_ce, ce)
-        gain = max(self.best_mbe.get(k, math.inf) - v for k, v in mbe.items())  # max over layers
-        self.count_comp = 0 if gain > self.tau_mbe else self.count_comp + 1  # absolute delta_MBE
+        if mbe:
+            gain = max(self.best_mbe.get(k, math.inf) - v for k, v in mbe.items())  # max over layers
+            self.count_comp = 0 if gain > self.tau_mbe else self.count_comp + 1  # absolute delta_MBE
         for k, v in mbe.items():
             self.best_mbe[k] = min(self.best_mbe.get(k, math.inf), v)
         if self._phase is Phase.COMPRESS and (self.count_comp >= self.patience_comp or spike):
@@ -289,12 +296,14 @@ class PhaseController:
 
     def _step_relative(self, ce: float, mbe: dict[Any, float]) -> None:
         # §3.2 GatedPhaseTransition; the MBE signal is the mean over the given layers
-        a = sum(mbe.values()) / len(mbe)
-        best_a = self.best_mbe.get(_SCALAR_KEY, math.inf)
         g_m = self._relative_gain(self.best_ce, ce)
-        g_a = self._relative_gain(best_a, a)
         self.best_ce = min(self.best_ce, ce)  # global minima, never reset
-        self.best_mbe[_SCALAR_KEY] = min(best_a, a)
+        g_a = None
+        if mbe:
+            a = sum(mbe.values()) / len(mbe)
+            best_a = self.best_mbe.get(_SCALAR_KEY, math.inf)
+            g_a = self._relative_gain(best_a, a)
+            self.best_mbe[_SCALAR_KEY] = min(best_a, a)
         if self._phase is Phase.MEMORIZE:
             self.count_mem = 0 if g_m > self.tau_ce else self.count_mem + 1
             if self.count_mem >= self.patience_mem:
@@ -306,6 +315,8 @@ class PhaseController:
                 values = self._values(ce, mbe)
                 self.count_comp = 0
                 self._switch(Phase.MEMORIZE, "ce_spike", values)
+                return
+            if g_a is None:  # MBE not measured this step
                 return
             self.count_comp = 0 if g_a > self.tau_mbe else self.count_comp + 1
             if self.count_comp >= self.patience_comp:
