@@ -139,10 +139,10 @@ def _columns(rows: list[dict[str, Any]], preferred: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------------------------- inputs
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
+def _encode(tokenizer: Any, text: str, why: str | None = None) -> list[int]:
     if tokenizer is None:
         raise ValueError("texts need a tokenizer: pass tokenizer= (or a model directory that ships one), "
-                         "or pass token ids instead of texts")
+                         "or pass token ids instead of texts" + (f" [{why}]" if why else ""))
     if hasattr(tokenizer, "is_fast") or hasattr(tokenizer, "pad_token_id"):  # transformers tokenizer
         ids = tokenizer(text, add_special_tokens=True)["input_ids"]
     else:
@@ -215,6 +215,7 @@ def prepare_plan(
     sequence_labels: Sequence[str] | Mapping[str, Sequence[Any]] | str | None = None,
     padding_side: str = "right",
     pad_id: int = 0,
+    tokenizer_error: str | None = None,
 ) -> ProbePlan:
     """Sample, tokenise, batch and label the corpus (no model involved).
 
@@ -304,7 +305,7 @@ def prepare_plan(
         chosen: list[list[int]] = []
         total = 0
         for i in order:
-            ids = _encode(tokenizer, texts[i].text) if texts is not None else seqs_all[i]
+            ids = _encode(tokenizer, texts[i].text, tokenizer_error) if texts is not None else seqs_all[i]
             ids = ids[:seq_len]
             n_valid = len(ids) - 2 * n_max + 1  # positions n_max-1 .. len-n_max-1
             if n_valid <= 0:
@@ -477,7 +478,7 @@ def analyze(
     if tok is not None and getattr(tok, "pad_token_id", None) is not None:
         pad_id = int(tok.pad_token_id)
     plan = prepare_plan(corpus, tok, orders, max_tokens, seq_len, batch_size, seed, sequence_labels,
-                        padding_side, pad_id)
+                        padding_side, pad_id, loaded.tokenizer_error)
     sites = find_hidden_sites(net)
     dims = hidden_dims(net, sites, device)
     if len(set(dims)) != 1:

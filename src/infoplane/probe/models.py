@@ -54,6 +54,7 @@ class LoadedModel:
         weights_sha256: SHA-256 of the weights file(s), or of the state dict for in-memory models.
         kind: ``"hf"``, ``"gguf"``, ``"native"`` or ``"module"``.
         step: training step when known (native checkpoints, ``trainer_state.json``), else None.
+        tokenizer_error: why no tokenizer was found (reported if texts are analysed without one).
     """
 
     model: torch.nn.Module
@@ -62,6 +63,7 @@ class LoadedModel:
     weights_sha256: str
     kind: str
     step: int | None = None
+    tokenizer_error: str | None = None
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:
@@ -148,14 +150,14 @@ def _load_native(path: Path, device: str | torch.device, dtype: torch.dtype) -> 
         model = wrapper(model)
     model = model.to(device=device, dtype=dtype).eval()
     tokenizer = None
-    for name in ("tokenizer.json",):
-        f = path / name
-        if not f.is_file():
-            f = path.parent / name
+    tok_path = meta.get("tokenizer_path") if isinstance(meta, dict) else None
+    candidates = [Path(tok_path)] if tok_path else []
+    candidates += [path / "tokenizer.json", path.parent / "tokenizer.json"]
+    for f in candidates:
         if f.is_file():
-            from tokenizers import Tokenizer
+            from infoplane.data.tokenizer import load_tokenizer
 
-            tokenizer = Tokenizer.from_file(str(f))
+            tokenizer = load_tokenizer(f)
             break
     step = None
     if isinstance(meta, dict) and isinstance(meta.get("step"), int):
@@ -225,11 +227,16 @@ def load_model(
         raise ValueError(f"could not load a causal LM from {path}"
                          f"{' (' + gguf_file + ')' if gguf_file else ''}: {exc}") from exc
     model = model.to(device).eval()
-    tok = tokenizer if tokenizer is not None else _hf_tokenizer(path, gguf_file, trust_remote_code)
+    tok, tok_error = tokenizer, None
+    if tok is None:
+        try:
+            tok = _hf_tokenizer(path, gguf_file, trust_remote_code)
+        except ValueError as exc:  # token-id input needs no tokenizer; text input reports this error
+            tok_error = str(exc)
     if gguf_file:
         weights = [path / gguf_file]
     else:
         weights = [p for p in path.iterdir() if p.suffix in _WEIGHT_SUFFIXES and p.is_file()]
     sha = _weights_sha256(weights) if weights else state_dict_sha256(model)
     model_id = str(path / gguf_file) if gguf_file else str(path)
-    return LoadedModel(model, tok, model_id, sha, "gguf" if gguf_file else "hf", _read_step(path))
+    return LoadedModel(model, tok, model_id, sha, "gguf" if gguf_file else "hf", _read_step(path), tok_error)
