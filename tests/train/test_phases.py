@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infoplane.train.phases import Phase, PhaseController
 
@@ -336,3 +338,42 @@ def test_mbe_none_leaves_mbe_bookkeeping_untouched(rule):
     # first measured MBE: paper counts it as an improvement over +inf, relative as gain 0 (counts)
     expected = [C, C, M] if rule == "paper" else [C, M, M]
     assert run(ctrl, [1.0] * 3, [2.0] * 3) == expected and switches(ctrl)[-1][2] == "mbe_plateau"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rule=st.sampled_from(["paper", "relative"]),
+    p_m=st.integers(1, 6),
+    p_c=st.integers(1, 6),
+    ema=st.sampled_from([None, 0.5]),
+    seed=st.integers(0, 10_000),
+)
+def test_invariants_on_random_sequences(rule, p_m, p_c, ema, seed):
+    rng = np.random.default_rng(seed)
+    n = 150
+    ces = (2.0 + 0.3 * np.cumsum(rng.standard_normal(n)) / np.sqrt(n) + 0.05 * rng.standard_normal(n)).clip(
+        0.1
+    )
+    mbes = 1.0 + 0.1 * rng.standard_normal(n)
+    ces[rng.random(n) < 0.03] = np.nan
+    ctrl = PhaseController(rule, patience_mem=p_m, patience_comp=p_c, ema=ema)
+    phases = run(ctrl, ces.tolist(), mbes.tolist())
+    skipped = {s["step"] for s in ctrl.skipped}
+    assert skipped == {i + 1 for i in range(n) if not np.isfinite(ces[i])}
+    prev_to, prev_step = M, 0
+    for e in ctrl.events:
+        assert e["from"] == prev_to != e["to"]
+        assert e["step"] not in skipped
+        processed = sum(1 for s in range(prev_step + 1, e["step"] + 1) if s not in skipped)
+        if e["to"] == C:  # a memorisation phase lasts at least p_m processed steps
+            assert e["reason"] == "ce_plateau" and processed >= p_m
+        elif e["reason"] == "mbe_plateau":  # compression without spike lasts at least p_c steps
+            assert processed >= p_c
+        else:
+            assert e["reason"] == "ce_spike"
+        assert phases[e["step"] - 1] == e["to"]
+        prev_to, prev_step = e["to"], e["step"]
+    # the returned phase only changes at event steps
+    changes = [i + 1 for i in range(1, n) if phases[i] != phases[i - 1]]
+    assert changes == [e["step"] for e in ctrl.events if e["step"] > 1]
+    json.dumps(ctrl.state_dict(), allow_nan=False)
