@@ -326,3 +326,16 @@ def test_autocast_does_not_lower_precision():
     assert h.dtype == torch.float32
     torch.testing.assert_close(h.double(), ref, atol=1e-5, rtol=0)
     assert acc.compute() == pytest.approx(float(ref[0]), abs=1e-9)
+
+
+@pytest.mark.parametrize("alpha", [2.0, 1.0, 0.5, 3.0])
+def test_validate_false_gives_zero_for_undefined_and_finite_grads(alpha):
+    z = torch.stack([torch.zeros(4, 3), torch.ones(4, 3), _rand((4, 3), 60, dtype=torch.float32)])
+    z.requires_grad_(True)
+    h = matrix_entropy(z, alpha=alpha, centered=True, validate=False)
+    assert float(h[0].detach()) == 0.0 and float(h[1].detach()) == 0.0
+    assert float(h[2].detach()) == pytest.approx(
+        float(matrix_entropy(z[2].detach(), alpha=alpha, centered=True))
+    )
+    h.sum().backward()
+    assert torch.isfinite(z.grad).all()

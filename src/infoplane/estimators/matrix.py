@@ -95,6 +95,7 @@ def _entropy_from_gram(gram: torch.Tensor, alpha: float, n_rows: int) -> torch.T
             # Renyi: S_alpha = log(sum lambda^alpha) / (1 - alpha) (paper §1.1)
             s = torch.where(keep, lam_safe.pow(alpha), torch.zeros_like(lam)).sum(-1)
             h = torch.log(s.clamp_min(tiny)) / (1.0 - alpha)
+    h = torch.where(trace > 0, h, torch.zeros_like(h))  # undefined (zero matrix, validation off) -> 0
     return h.clamp(min=0.0, max=math.log(n_rows))
 
 
@@ -110,7 +111,7 @@ def matrix_entropy(
         centered: subtract each matrix's mean row first (a diagnostic; the paper's MBE is *uncentered*, so a
             shared offset direction "compresses" trivially).
         validate: check finiteness and non-zero matrices (one host sync). Disable only in hot loops where
-            inputs are known to be valid.
+            inputs are known to be valid; undefined (all-zero) matrices then give 0.
 
     Returns:
         ``[...]`` tensor (float32, or float64 for float64 input), entries in ``[0, log N]``; differentiable.
@@ -151,7 +152,9 @@ def matrix_entropy(
         raise ValueError(
             f"matrix entropy is undefined for a matrix that is {what}; got shape {tuple(z.shape)}"
         )
-    x = x / torch.where(scale > 0, scale, torch.ones_like(scale))
+    nonzero = scale > 0
+    # safe divide, then zero the undefined matrices (only reachable with validate=False; they give 0)
+    x = x / torch.where(nonzero, scale, torch.ones_like(scale)) * nonzero.to(x.dtype)
     with _no_autocast(x.device):
         # ||Z Z^T||_F = ||Z^T Z||_F: use the smaller Gram (paper §1.1 reverse-Gram / OnlineMBE form)
         gram = x @ x.transpose(-2, -1) if n <= d else x.transpose(-2, -1) @ x
