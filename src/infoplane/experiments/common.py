@@ -197,3 +197,24 @@ def mean_over(rows: Sequence[dict[str, Any]], key: str, **where: Any) -> float:
     """Mean of ``row[key]`` over rows matching all ``where`` items (NaN when none)."""
     vals = [float(r[key]) for r in rows if all(r.get(k) == v for k, v in where.items())]
     return float(np.mean(vals)) if vals else float("nan")
+
+
+_LM_DATA_CACHE: dict[tuple, Any] = {}
+
+
+def lm_data(tokenizer: str = "bpe:512", val_fraction: float = 0.05, seed: int = 0, corpus: str = "kjv"):
+    """``(tokenizer, TokenSplits, val_texts)`` of the embedded corpus, built once per process and reused.
+
+    The document split and the tokenizer depend only on these arguments (not on a run's model seed), so all
+    arms and seeds of an experiment see identical data.
+    """
+    key = (tokenizer, val_fraction, seed, corpus)
+    if key not in _LM_DATA_CACHE:
+        from infoplane.data.corpus import load_corpus
+        from infoplane.data.lm_data import prepare_lm_data, split_documents
+
+        tok, splits = prepare_lm_data(corpus, tokenizer, val_fraction, seed)
+        texts = load_corpus(corpus).texts
+        _, va = split_documents(len(texts), val_fraction, seed)
+        _LM_DATA_CACHE[key] = (tok, splits, [texts[i] for i in va])
+    return _LM_DATA_CACHE[key]

@@ -1,0 +1,200 @@
+"""Experiment 3: arithmetic multiplication, in- and out-of-distribution (Yu 2025, reference §4.2 / §7).
+
+Data ``<bos>a x b = c<eos>`` (character tokens, vocabulary 15, :mod:`infoplane.data.tasks`); training
+operands have ``train_digits`` digits (default 1-2), the OOD test uses longer operands (default 3 digits).
+Both arms train the same compact GPT for the same steps on the same batches (equal CE tokens; CE on all real
+tokens, as the reference): ``baseline`` (CE only) and ``gapt`` (CE + lambda * MBE in compression phases chosen
+by the :class:`~infoplane.train.phases.PhaseController`). Model selection uses the ID validation masked CE
+only (never the test sets); the selected model is scored on ID test and OOD test: masked CE over answer
+digits and exact match (all answer digits and the closing ``<eos>`` are the argmax under teacher forcing,
+equivalent to greedy decoding being correct).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from infoplane.data.tasks import ArithmeticBatch, CharTokenizer, encode_arithmetic, make_arithmetic_splits
+from infoplane.experiments.common import ExperimentPaths, Progress, seed_everything, summarize
+from infoplane.io import atomic_write_csv
+from infoplane.train.model import GPT, GPTConfig
+from infoplane.train.phases import PhaseController
+from infoplane.train.regularizer import mbe_penalty
+
+NAME = "arithmetic"
+ARMS = ("baseline", "gapt")
+
+__all__ = ["NAME", "ArithmeticConfig", "run", "evaluate_split", "lm_loss"]
+
+
+@dataclass(frozen=True)
+class ArithmeticConfig:
+    """Sizes and hyper-parameters (reference §4.2 scaled to CPU as recommended in §7)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train_digits: tuple[int, int] = (1, 2)
+    ood_digits: tuple[int, int] = (3, 3)
+    n_train: int = 8000
+    n_val: int = 500
+    n_test: int = 500
+    n_test_ood: int = 1000
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 96
+    steps: int = 800
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 50
+    eval_every: int = 100
+    mbe_weight: float = 1.0
+    patch_size: int = 8
+    mbe_layers: str = "middle"
+    patience_mem: int = 50
+    patience_comp: int = 30
+    ema: float | None = 0.9
+
+    @classmethod
+    def quick(cls) -> ArithmeticConfig:
+        return cls(seeds=(0, 1), steps=200, d_model=64, n_train=4000, n_val=300, n_test=300, n_test_ood=500,
+                   eval_every=100, patience_mem=30, patience_comp=20)
+
+    @classmethod
+    def full(cls) -> ArithmeticConfig:
+        return cls()
+
+
+def lm_loss(model: GPT, batch: ArithmeticBatch) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Mean next-token CE over real target tokens (nats/token) and the block outputs."""
+    loss_mask, _, _ = batch.target_masks()
+    targets = batch.ids[:, 1:].masked_fill(~loss_mask, -100)
+    out = model(batch.ids[:, :-1], targets)
+    return out.loss, out.hidden_states
+
+
+@torch.no_grad()
+def evaluate_split(model: GPT, batch: ArithmeticBatch, chunk: int = 512) -> dict[str, float]:
+    """Masked answer-digit CE (nats/token) and exact match (fraction of examples) under teacher forcing."""
+    model.eval()
+    ce_sum, n_tok, n_exact = 0.0, 0, 0
+    _, ans, exact = batch.target_masks()
+    for s in range(0, len(batch), chunk):
+        ids = batch.ids[s:s + chunk]
+        logits = model(ids[:, :-1]).logits.float()
+        tgt = ids[:, 1:]
+        a, e = ans[s:s + chunk], exact[s:s + chunk]
+        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="none")
+        ce_sum += float(ce.view_as(tgt)[a].sum())  # masked CE over answer tokens (reference §4.2)
+        n_tok += int(a.sum())
+        ok = (logits.argmax(-1) == tgt) | ~e
+        n_exact += int(ok.all(dim=1).sum())
+    model.train()
+    return {"masked_ce": ce_sum / max(n_tok, 1), "exact_match": n_exact / max(len(batch), 1)}
+
+
+def _lr(step: int, cfg: ArithmeticConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))  # cosine to 0.1 lr
+
+
+def train_arm(arm: str, cfg: ArithmeticConfig, seed: int, data: dict[str, ArithmeticBatch],
+              log: Progress | None = None) -> tuple[dict, list[dict]]:
+    """Train one arm; returns (final metrics of the ID-val-selected model, per-eval log rows)."""
+    if arm not in ARMS:
+        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    tok = CharTokenizer()
+    T = data["test_ood"].ids.shape[1] - 1
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                          d_model=cfg.d_model, block_size=T, seed=seed))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    ctrl = PhaseController(rule="relative", patience_mem=cfg.patience_mem, patience_comp=cfg.patience_comp,
+                           ema=cfg.ema)
+    gen = torch.Generator().manual_seed(seed + 7)  # same batch order for both arms of a seed
+    train = data["train"]
+    compress, n_comp = False, 0
+    best = (float("inf"), None, -1)
+    rows = []
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg)
+        idx = torch.randint(0, len(train), (cfg.batch_size,), generator=gen)
+        batch = ArithmeticBatch(train.ids[idx], train.valid[idx], train.answer_mask[idx], train.eos_pos[idx],
+                                [train.pairs[i] for i in idx.tolist()])
+        ce, hidden = lm_loss(model, batch)
+        use_mbe = arm == "gapt"
+        if use_mbe:
+            mbe, _ = mbe_penalty(hidden, cfg.mbe_layers, patch_size=cfg.patch_size)
+            loss = ce + cfg.mbe_weight * mbe if compress else ce  # GAPT: + lambda MBE when compressing (§3.2)
+        else:
+            loss = ce
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        n_comp += int(compress)
+        if use_mbe:
+            compress = ctrl.step(ce.item(), mbe.item()).value == "compress"
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            val = evaluate_split(model, data["val_id"])
+            rows.append({"seed": seed, "arm": arm, "step": step + 1, "train_ce": ce.item(),
+                         "val_masked_ce": val["masked_ce"], "val_exact": val["exact_match"],
+                         "phase": "compress" if compress else "memorize"})
+            if val["masked_ce"] < best[0]:  # model selection on ID validation only
+                best = (val["masked_ce"], copy.deepcopy(model.state_dict()), step + 1)
+    model.load_state_dict(best[1])
+    res = {"seed": seed, "arm": arm, "selected_step": best[2], "val_masked_ce": best[0],
+           "compress_fraction": n_comp / cfg.steps, "n_switches": len(ctrl.events)}
+    for split in ("test_id", "test_ood"):
+        m = evaluate_split(model, data[split])
+        res[f"{split}_masked_ce"] = m["masked_ce"]
+        res[f"{split}_exact"] = m["exact_match"]
+    if log:
+        log(f"seed {seed} {arm}: ID exact {res['test_id_exact']:.3f}, OOD CE {res['test_ood_masked_ce']:.3f}")
+    return res, rows
+
+
+def run(cfg: ArithmeticConfig, paths: ExperimentPaths, log: Progress) -> dict:
+    """All seeds and arms; writes ``arithmetic_runs.csv`` and ``arithmetic_curves.csv``."""
+    results, curves = [], []
+    for seed in cfg.seeds:
+        seed_everything(seed)
+        sp = make_arithmetic_splits(cfg.n_train, cfg.n_val, cfg.n_test, tuple(cfg.train_digits),
+                                    tuple(cfg.ood_digits), seed=seed, n_test_ood=cfg.n_test_ood)
+        # one padded length for all splits (the longest OOD example), so every split fits the model context
+        length = max(len(encode_arithmetic(p).ids[0]) for p in (sp.test_ood, sp.train))
+        data = {k: encode_arithmetic(getattr(sp, k), length=length)
+                for k in ("train", "val_id", "test_id", "test_ood")}
+        for arm in ARMS:
+            res, rows = train_arm(arm, cfg, seed, data, log)
+            results.append(res)
+            curves.extend(rows)
+    atomic_write_csv(paths.table("runs"), results)
+    atomic_write_csv(paths.table("curves"), curves)
+
+    def col(arm: str, key: str) -> list[float]:
+        return [r[key] for r in results if r["arm"] == arm]
+
+    keys = ("test_id_masked_ce", "test_ood_masked_ce", "test_id_exact", "test_ood_exact", "val_masked_ce",
+            "compress_fraction")
+    stats = {arm: {k: summarize(col(arm, k)) for k in keys} for arm in ARMS}
+    scale = (f"GPT {cfg.n_layer}x{cfg.d_model}, {cfg.steps} steps x {cfg.batch_size} examples, train "
+             f"{cfg.train_digits[0]}-{cfg.train_digits[1]} digits, "
+             f"OOD {cfg.ood_digits[0]}-{cfg.ood_digits[1]}, "
+             f"{len(cfg.seeds)} seeds")
+    claims = {
+        "arith_ood": {"treatment": col("gapt", "test_ood_masked_ce"),
+                      "baseline": col("baseline", "test_ood_masked_ce"), "paired": True, "unit": "nats",
+                      "scale": scale, "treatment_label": "GAPT", "baseline_label": "baseline"},
+        "arith_ood_exact": {"treatment": col("gapt", "test_ood_exact"),
+                            "baseline": col("baseline", "test_ood_exact"), "paired": True, "unit": "fraction",
+                            "scale": scale, "treatment_label": "GAPT", "baseline_label": "baseline"},
+    }
+    return {"title": "Arithmetic multiplication: ID vs OOD", "stats": stats, "claims": claims, "scale": scale,
+            "tables": [paths.table("runs").name, paths.table("curves").name]}
