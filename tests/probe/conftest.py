@@ -1,35 +1,9 @@
-"""Shared fixtures for the probe tests: a tiny randomly initialised Llama and a char-level tokenizer."""
+"""Fixtures for the probe tests (helpers live in ``_probe_helpers``)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-import torch
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-VOCAB = 128
-
-
-class CharTokenizer:
-    """Trivial tokenizer: one token per character (code point clipped to the tiny vocabulary)."""
-
-    vocab_size = VOCAB
-
-    def encode(self, text: str) -> list[int]:
-        return [min(ord(c), VOCAB - 1) for c in text]
-
-
-def make_tiny_llama(seed: int = 0, n_layers: int = 3, hidden: int = 16):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=n_layers, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=256)
-    return LlamaForCausalLM(cfg).eval()
+from _probe_helpers import CharTokenizer, make_tiny_llama
 
 
 @pytest.fixture(scope="session")
@@ -40,15 +14,3 @@ def tiny_llama():
 @pytest.fixture(scope="session")
 def char_tok():
     return CharTokenizer()
-
-
-TEXTS = [
-    "In the beginning God created the heaven and the earth.",
-    "And the earth was without form, and void; and darkness was upon the face of the deep.",
-    "And God said, Let there be light: and there was light.",
-    "And God saw the light, that it was good: and God divided the light from the darkness.",
-    "And God called the light Day, and the darkness he called Night.",
-    "And the evening and the morning were the first day.",
-    "And God said, Let there be a firmament in the midst of the waters.",
-    "And God made the firmament, and divided the waters which were under the firmament.",
-]
