@@ -1,0 +1,172 @@
+"""Experiment 1: emergent memorization-compression cycles under CE-only training (Yu 2025, RQ1; ref. §2, §7).
+
+The compact GPT is trained with cross-entropy only on the KJV corpus. Every ``align_every`` steps, on one
+**fixed** held-out batch (same batch every time, so batch sampling noise does not enter the series), we take
+``torch.autograd.grad`` of CE and of each block's patch MBE (and, as the control, of each block's mean squared
+activation = Frobenius norm^2 / (B T), a representation-size penalty with no entropy content) and record
+
+* ``cos(grad CE, grad MBE_l)`` per layer and for the layer-mean MBE (global),
+* the same for the Frobenius control,
+
+via :func:`infoplane.train.alignment.gradient_alignment`. Positive cosine: a CE descent step also lowers MBE
+(compression); negative: CE descent raises MBE (memorization / expansion). The paper reports oscillating
+sign. :func:`infoplane.train.alignment.detect_cycles` gives sign changes, zero-crossing and FFT periods of the
+raw and of the smoothed (centred moving average of ``smooth`` points) series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from infoplane.experiments.common import ExperimentPaths, Progress, lm_data, summarize
+from infoplane.io import atomic_write_csv
+
+NAME = "cycles"
+
+__all__ = ["NAME", "CyclesConfig", "run", "smooth_series", "AlignmentProbe"]
+
+
+@dataclass(frozen=True)
+class CyclesConfig:
+    """CE-only training and alignment logging (reference §7: ~2k steps, every 10 steps; scaled down)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    tokenizer: str = "bpe:512"
+    val_fraction: float = 0.05
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 64
+    block_size: int = 64
+    batch_size: int = 16
+    steps: int = 400
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    patch_size: int = 8
+    align_every: int = 5
+    align_batch: int = 8
+    smooth: int = 5
+
+    @classmethod
+    def quick(cls) -> CyclesConfig:
+        return cls(seeds=(0, 1), steps=120, align_every=5, smooth=3)
+
+    @classmethod
+    def full(cls) -> CyclesConfig:
+        return cls()
+
+
+def smooth_series(y: np.ndarray, k: int) -> np.ndarray:
+    """Centred moving average over ``k`` points (edges use the available points); k <= 1 returns y."""
+    y = np.asarray(y, dtype=float)
+    if k <= 1 or y.size == 0:
+        return y
+    out = np.empty_like(y)
+    h = k // 2
+    for i in range(y.size):
+        seg = y[max(0, i - h): i + h + 1]
+        seg = seg[np.isfinite(seg)]
+        out[i] = seg.mean() if seg.size else np.nan
+    return out
+
+
+class AlignmentProbe:
+    """Trainer callback: every ``every`` steps, gradient cosines on a fixed batch ``(x [B,T], y [B,T])``."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, every: int, patch_size: int) -> None:
+        self.x, self.y, self.every, self.patch = x, y, every, patch_size
+        self.rows: list[dict] = []
+
+    def __call__(self, trainer, rec: dict) -> None:
+        step = int(rec["step"])
+        if step % self.every and step != 1:
+            return
+        from infoplane.estimators import patch_matrix_entropy
+        from infoplane.train.alignment import gradient_alignment
+
+        model = trainer.model
+        was_training = model.training
+        model.eval()
+        out = model(self.x, self.y)
+        hidden = out.hidden_states
+        mbe = {i: patch_matrix_entropy(h, patch_size=self.patch, remainder="drop_start")
+               for i, h in enumerate(hidden)}
+        frob = {i: h.pow(2).mean() for i, h in enumerate(hidden)}  # control: ||H_l||_F^2 / (B T)
+        a = gradient_alignment(model, out.loss, mbe, per_layer=True, retain_graph=True)
+        c = gradient_alignment(model, out.loss, frob, per_layer=True, retain_graph=False)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        row = {"step": step, "ce_fixed": out.loss.item(), "cos_mbe": a["cos"], "cos_frob": c["cos"],
+               "mbe_fixed_mean": float(torch.stack(list(mbe.values())).mean())}
+        for i in range(len(hidden)):
+            row[f"cos_mbe_{i}"] = a["cos_layer"][i]
+            row[f"cos_frob_{i}"] = c["cos_layer"][i]
+        self.rows.append(row)
+        rec["align_fixed"] = {"cos_mbe": a["cos"], "cos_frob": c["cos"]}
+
+
+def _cycle_stats(steps: np.ndarray, series: np.ndarray, smooth: int) -> dict[str, float]:
+    from infoplane.train.alignment import detect_cycles
+
+    raw = detect_cycles(series, steps)
+    sm = detect_cycles(smooth_series(series, smooth), steps)
+    return {"sign_changes_raw": raw["n_sign_changes"], "sign_changes": sm["n_sign_changes"],
+            "period": sm["period"], "period_fft": raw["period_fft"], "frac_positive": raw["frac_positive"],
+            "mean_cos": float(np.nanmean(series)), "std_cos": float(np.nanstd(series))}
+
+
+def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
+    """CE-only runs with alignment logging; writes ``cycles_alignment.csv`` and ``cycles_stats.csv``."""
+    from infoplane.train.config import TrainConfig
+    from infoplane.train.trainer import Trainer
+
+    tok, splits, _ = lm_data(cfg.tokenizer, cfg.val_fraction, 0)
+    from infoplane.data.lm_data import val_batches
+
+    xb, yb = val_batches(splits.val, cfg.align_batch, cfg.block_size, 1)[0]
+    series_rows, stat_rows = [], []
+    for seed in cfg.seeds:
+        tc = TrainConfig(corpus="kjv", tokenizer=cfg.tokenizer, val_fraction=cfg.val_fraction,
+                         n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model,
+                         block_size=cfg.block_size, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                         warmup_steps=cfg.warmup_steps, objective="ce", patch_size=cfg.patch_size,
+                         log_mbe=False, eval_every=0, eval_batches=4, checkpoint_steps="final", seed=seed,
+                         out_dir=str(paths.runs / f"seed{seed}"), progress=False)
+        probe = AlignmentProbe(xb, yb, cfg.align_every, cfg.patch_size)
+        res = Trainer(tc, splits=splits, tokenizer=tok, callbacks=[probe]).run()
+        for r in probe.rows:
+            series_rows.append({"seed": seed, **r})
+        steps = np.array([r["step"] for r in probe.rows], dtype=float)
+        for kind in ("mbe", "frob"):
+            for layer in ["mean", *range(cfg.n_layer)]:
+                key = f"cos_{kind}" if layer == "mean" else f"cos_{kind}_{layer}"
+                y = np.array([r[key] for r in probe.rows], dtype=float)
+                stat_rows.append({"seed": seed, "gradient": kind, "layer": layer,
+                                  **_cycle_stats(steps, y, cfg.smooth)})
+        st = {(r["gradient"], r["layer"]): r for r in stat_rows if r["seed"] == seed}
+        log(f"seed {seed}: val CE {res.final_val_ce:.3f}; sign changes (smoothed, layer mean) MBE "
+            f"{st[('mbe', 'mean')]['sign_changes']}, Frobenius {st[('frob', 'mean')]['sign_changes']}")
+    atomic_write_csv(paths.table("alignment"), series_rows)
+    atomic_write_csv(paths.table("stats"), stat_rows)
+
+    def col(kind: str, key: str, layer="mean") -> list[float]:
+        return [r[key] for r in stat_rows if r["gradient"] == kind and r["layer"] == layer]
+
+    stats = {kind: {k: summarize(col(kind, k)) for k in ("sign_changes", "sign_changes_raw", "period",
+                                                            "frac_positive", "mean_cos")}
+             for kind in ("mbe", "frob")}
+    per_layer = {f"{kind}_{layer}": summarize(col(kind, "sign_changes", layer))
+                 for kind in ("mbe", "frob") for layer in range(cfg.n_layer)}
+    n_points = len(series_rows) // max(len(cfg.seeds), 1)
+    scale = (f"GPT {cfg.n_layer} layers x d{cfg.d_model}, {cfg.steps} CE-only steps, cosine every "
+             f"{cfg.align_every} steps on a fixed batch of {cfg.align_batch}x{cfg.block_size} tokens "
+             f"({n_points} points/run, smoothing {cfg.smooth}), {len(cfg.seeds)} seeds")
+    claims = {"cycles": {"treatment": col("mbe", "sign_changes"), "baseline": col("frob", "sign_changes"),
+                         "paired": True, "unit": "sign changes", "scale": scale,
+                         "treatment_label": "cos(grad CE, grad MBE)",
+                         "baseline_label": "cos(grad CE, grad Frobenius)"}}
+    return {"title": "Emergent memorization-compression cycles", "stats": stats, "per_layer": per_layer,
+            "claims": claims, "scale": scale, "n_points": n_points,
+            "tables": [paths.table("alignment").name, paths.table("stats").name]}
