@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -179,3 +180,25 @@ def test_checkpoint_schedule():
         checkpoint_schedule([11], 10)
     with pytest.raises(ValueError, match="log:N"):
         checkpoint_schedule("sometimes", 10)
+
+
+def test_cli_train_with_config_file_and_overrides(tmp_path, capsys):
+    from infoplane.cli import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(embedded_corpus("kjv").texts[:200]), encoding="utf-8")
+    (tmp_path / "cfg.yaml").write_text(
+        "n_layer: 3\nn_head: 2\nd_model: 32\nblock_size: 32\nbatch_size: 4\nsteps: 50\neval_batches: 2\n"
+        "objective: gapt\ncontroller: {rule: relative, patience_mem: 2, patience_comp: 2}\n")
+    out = tmp_path / "out"
+    args = ["train", "--config", str(tmp_path / "cfg.yaml"), "--corpus", str(corpus), "--tokenizer", "byte",
+            "--steps", "4", "--out", str(out), "--no-progress", "--checkpoints", "2", "--threads", "1"]
+    assert main(args + ["--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 4
+    assert main(args) == 0
+    assert "4 steps" in capsys.readouterr().out
+    assert [r["step"] for r in read_log(out / "log.jsonl")] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+    assert main(["train", "--out", str(tmp_path / "none"), "--resume", "--tokenizer", "byte",
+                 "--corpus", str(corpus), "--no-progress"]) == 2
+    assert main(["train", "--controller", "[1]", "--dry-run"]) == 2

@@ -1,0 +1,127 @@
+"""``infoplane train``: train the compact GPT with cross-entropy, static MBE, or GAPT.
+
+Examples::
+
+    infoplane train --steps 1500 --objective gapt --out runs/gapt          # embedded KJV, BPE 2048
+    infoplane train --config cfg.yaml --seed 1                            # a config file, one override
+    infoplane train --out runs/gapt --resume                              # continue from the last checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["register", "run", "build_config"]
+
+_OVERRIDES = {
+    # flag dest -> TrainConfig field
+    "corpus": "corpus", "tokenizer": "tokenizer", "n_layer": "n_layer", "d_model": "d_model",
+    "n_head": "n_head", "block_size": "block_size", "steps": "steps", "batch_size": "batch_size",
+    "lr": "lr", "objective": "objective", "seed": "seed", "out": "out_dir", "mbe_weight": "mbe_weight",
+    "eval_every": "eval_every", "align_every": "align_every", "patch_size": "patch_size",
+    "grad_accum": "grad_accum", "threads": "num_threads",
+}
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a small GPT (cross-entropy, static MBE, or GAPT) on a text corpus",
+        description=(
+            "Train a compact GPT language model on CPU. Objectives: 'ce' = plain next-token cross-entropy; "
+            "'ce+mbe' = cross-entropy + lambda x matrix-based entropy (MBE) of the hidden states at every "
+            "step; 'gapt' = alternate automatically between memorisation (CE only) and compression "
+            "(CE + lambda x MBE) phases. Writes out/log.jsonl (one JSON record per step), "
+            "out/checkpoints/step_XXXXXXXX/ and out/summary.json. Settings come from --config (YAML/TOML) "
+            "and the flags below, which override the file."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML (.yaml/.yml), TOML (.toml) or JSON file with "
+                   "TrainConfig fields (see infoplane.train.config.TrainConfig); flags override it")
+    g = p.add_argument_group("data")
+    g.add_argument("--corpus", help="'kjv' (embedded King James Bible, default) or a .txt/.jsonl file "
+                   "or folder")
+    g.add_argument("--tokenizer", help="'bpe:N' (train an N-token byte-level BPE on the training split; "
+                   "default bpe:2048), 'byte' (256 byte tokens), 'gpt2:DIR' (local vocab.json+merges.txt) "
+                   "or a saved tokenizer.json")
+    g = p.add_argument_group("model size")
+    g.add_argument("--n-layer", type=int, help="number of transformer blocks (default 4)")
+    g.add_argument("--d-model", type=int, help="hidden width (default 128)")
+    g.add_argument("--n-head", type=int, help="attention heads; must divide --d-model (default 4)")
+    g.add_argument("--block-size", type=int, help="context length in tokens (default 128)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, help="optimiser steps (default 1000)")
+    g.add_argument("--batch-size", type=int, help="sequences per step, global across processes (default 16)")
+    g.add_argument("--grad-accum", type=int, help="split each batch into this many micro-batches (default 1)")
+    g.add_argument("--lr", type=float, help="peak AdamW learning rate (default 3e-3)")
+    g.add_argument("--seed", type=int, help="seed for data split, sampling and initialisation (default 0)")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g = p.add_argument_group("objective")
+    g.add_argument("--objective", choices=["ce", "ce+mbe", "gapt"], help="training objective (default ce)")
+    g.add_argument("--mbe-weight", type=float, help="lambda, weight of the MBE penalty (default 1.0)")
+    g.add_argument("--patch-size", type=int, help="tokens per MBE patch (default 8)")
+    g.add_argument("--controller", metavar="JSON", help="GAPT phase-controller settings as JSON, e.g. "
+                   "'{\"rule\": \"relative\", \"patience_mem\": 50, \"patience_comp\": 30, \"ema\": 0.9}'")
+    g = p.add_argument_group("monitoring and output")
+    g.add_argument("--eval-every", type=int, help="validate every N steps; 0 = only at the end (default 100)")
+    g.add_argument("--align-every", type=int, help="log the CE/MBE gradient cosine every N steps; 0 = off")
+    g.add_argument("--checkpoints", metavar="SPEC", help="when to save: 'log:N' (N log-spaced steps, default "
+                   "log:8), 'every:K', 'final', or a comma-separated list of steps")
+    g.add_argument("--out", help="output directory (default runs/train)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue exactly from the newest checkpoint in --out")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars (if installed)")
+    g.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace):
+    """TrainConfig from ``--config`` plus flag overrides."""
+    from infoplane.train.config import TrainConfig, load_config_file
+
+    d: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for dest, fld in _OVERRIDES.items():
+        v = getattr(args, dest, None)
+        if v is not None:
+            d[fld] = v
+    if args.controller:
+        try:
+            ctrl = json.loads(args.controller)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--controller: expected a JSON object, got {args.controller!r}") from exc
+        if not isinstance(ctrl, dict):
+            raise ValueError(f"--controller: expected a JSON object, got {args.controller!r}")
+        d["controller"] = ctrl
+    if args.checkpoints:
+        spec = args.checkpoints
+        if spec[0].isdigit():
+            try:
+                spec = [int(s) for s in spec.split(",")]
+            except ValueError as exc:
+                raise ValueError(f"--checkpoints: expected integers separated by commas, "
+                                 f"got {spec!r}") from exc
+        d["checkpoint_steps"] = spec
+    if args.no_progress:
+        d["progress"] = False
+    if args.tensorboard:
+        d["tensorboard"] = True
+    return TrainConfig.from_dict(d)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = build_config(args)
+    if args.dry_run:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return 0
+    from infoplane.train.trainer import Trainer
+
+    res = Trainer(cfg, resume=args.resume).run()
+    ce = "n/a" if res.final_val_ce is None else f"{res.final_val_ce:.4f}"
+    mbe = "n/a" if res.final_val_mbe_mean is None else f"{res.final_val_mbe_mean:.4f}"
+    print(f"done: {res.steps} steps, {res.tokens} CE tokens, val CE {ce} nats, layer-mean val MBE {mbe}, "
+          f"{len(res.switches)} phase switches, {res.skipped_steps} skipped steps; log: {res.log_path}")
+    return 0
