@@ -1,3 +1,69 @@
-"""infoplane: information-theoretic analysis and training of language models."""
+"""infoplane: information-theoretic analysis and training of language models.
+
+The flat public API. Estimators (pure math) are imported eagerly; the probe, the information-plane
+measures and the GAPT trainer resolve on first access so ``import infoplane`` stays light.
+
+- estimators: :func:`soft_entropy`, :func:`soft_mutual_information`, :class:`SoftEntropyAccumulator`,
+  :func:`calibrate_temperature`, :func:`reference_points`, :func:`matrix_entropy`,
+  :func:`patch_matrix_entropy`, :class:`OnlineMatrixEntropy`
+- information plane: :func:`plane_table`, :func:`layer_means`
+- probe: :func:`analyze`, :func:`sweep`, :func:`load_model`, :func:`correlate`
+- training: :class:`GPT`, :class:`GPTConfig`, :class:`TrainConfig`, :class:`Trainer`, :func:`train`,
+  :class:`PhaseController`, :func:`mbe_penalty`, :func:`gradient_alignment`, :func:`detect_cycles`,
+  :class:`GaptLoss`, :func:`load_checkpoint`
+- data: :func:`load_corpus`, :func:`embedded_corpus`
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .estimators import (
+    OnlineMatrixEntropy,
+    SoftEntropyAccumulator,
+    SoftEntropyResult,
+    calibrate_temperature,
+    matrix_entropy,
+    patch_matrix_entropy,
+    reference_hash,
+    reference_points,
+    soft_assign,
+    soft_entropy,
+    soft_mutual_information,
+)
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "plane_table": "infoplane.plane", "layer_means": "infoplane.plane",
+    "analyze": "infoplane.probe.analyze", "ProbeResult": "infoplane.probe.analyze",
+    "sweep": "infoplane.probe.sweep", "load_model": "infoplane.probe.models",
+    "correlate": "infoplane.probe.correlate",
+    "GPT": "infoplane.train.model", "GPTConfig": "infoplane.train.model",
+    "TrainConfig": "infoplane.train.config", "Trainer": "infoplane.train.trainer",
+    "train": "infoplane.train.trainer", "load_checkpoint": "infoplane.train.checkpoint",
+    "PhaseController": "infoplane.train.phases", "Phase": "infoplane.train.phases",
+    "mbe_penalty": "infoplane.train.regularizer", "LayerSchedule": "infoplane.train.regularizer",
+    "gradient_alignment": "infoplane.train.alignment", "detect_cycles": "infoplane.train.alignment",
+    "GaptLoss": "infoplane.train.hf", "NativeCausalLM": "infoplane.train.hf",
+    "load_corpus": "infoplane.data.corpus", "embedded_corpus": "infoplane.data.corpus",
+}
+
+__all__ = [
+    "__version__",
+    "OnlineMatrixEntropy", "SoftEntropyAccumulator", "SoftEntropyResult", "calibrate_temperature",
+    "matrix_entropy", "patch_matrix_entropy", "reference_hash", "reference_points", "soft_assign",
+    "soft_entropy", "soft_mutual_information",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'infoplane' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
