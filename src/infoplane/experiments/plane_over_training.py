@@ -1,0 +1,146 @@
+"""Experiment 5: the information plane over training (Conklin et al. 2026) on the checkpoints of exp. 2.
+
+Every saved checkpoint of the baseline and GAPT runs of :mod:`infoplane.experiments.lm_gapt` is probed with
+:func:`infoplane.probe.sweep.sweep` on held-out KJV verses (the documents that experiment 2 held out), giving
+per checkpoint the layer-mean (embedding excluded) complexity I(X_n;Z), expressivity I(Z;Y_n) and distance to
+the bound I(X;Z) - I(Y;Z) (soft entropy, normalised by log m).
+
+Computed tests:
+
+* *fitting then compression*: per run, least-squares slopes of token-level (n = 1) complexity against
+  log10(step) over the first and over the second half of the checkpoints; the run's score is
+  ``min(slope_first, -slope_second)`` (positive only if complexity rises and then falls; noise makes it
+  negative on average, so the test is conservative); one-sample verdict over all runs.
+* *GAPT vs bound*: final distance, GAPT vs baseline, paired by seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from infoplane.experiments.common import ExperimentPaths, Progress, lm_data, summarize
+from infoplane.io import atomic_write_csv, read_json
+
+NAME = "plane_over_training"
+
+__all__ = ["NAME", "PlaneConfig", "run", "rise_fall_score"]
+
+
+@dataclass(frozen=True)
+class PlaneConfig:
+    """Probe settings; ``source_hash`` is the config hash of experiment 2 (set by ``reproduce``) so that this
+    experiment reruns whenever experiment 2 changed."""
+
+    arms: tuple[str, ...] = ("baseline", "gapt")
+    orders: tuple[int, ...] = (1, 2)
+    max_tokens: int = 4096
+    seq_len: int = 64
+    batch_size: int = 16
+    n_bins: int = 100
+    seed: int = 0
+    null: bool = False
+    source_hash: str = ""
+
+    @classmethod
+    def quick(cls) -> PlaneConfig:
+        return cls(max_tokens=1024)
+
+    @classmethod
+    def full(cls) -> PlaneConfig:
+        return cls()
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 2 or np.ptp(x) == 0:
+        return float("nan")
+    return float(np.polyfit(x, y, 1)[0])  # least-squares slope
+
+
+def rise_fall_score(steps, values) -> dict[str, float]:
+    """Slopes of ``values`` vs log10(step) over the first and second half of the points and their score
+    ``min(slope_first, -slope_second)`` (> 0: rise then fall). Halves overlap in the middle point when the
+    count is odd; at least 3 points are needed (else NaN)."""
+    s = np.asarray(steps, dtype=float)
+    v = np.asarray(values, dtype=float)
+    order = np.argsort(s)
+    s, v = s[order], v[order]
+    if s.size < 3 or np.any(s <= 0):
+        nan = float("nan")
+        return {"slope_first": nan, "slope_second": nan, "score": nan}
+    h = math.ceil(s.size / 2)
+    x = np.log10(s)
+    a, b = _slope(x[:h], v[:h]), _slope(x[-h:], v[-h:])
+    return {"slope_first": a, "slope_second": b, "score": min(a, -b)}
+
+
+def run(cfg: PlaneConfig, paths: ExperimentPaths, log: Progress) -> dict:
+    """Sweep the checkpoints of experiment 2; writes ``plane_over_training_trajectory.csv`` (layer means per
+    checkpoint and n), ``plane_over_training_layers.csv`` (per-layer plane rows) and ``..._runs.csv``."""
+    src = paths.results / "lm_gapt.json"
+    if not src.is_file():
+        return {"title": "Information plane over training",
+                "skipped_reason": "experiment 2 (lm_gapt) has not run in this output directory; "
+                                  "run it first (e.g. --only 2 5)"}
+    lm = read_json(src)
+    from infoplane.probe.sweep import sweep
+
+    lm_cfg = lm["config"]
+    _, _, val_texts = lm_data(lm_cfg["tokenizer"], lm_cfg["val_fraction"], 0)
+    traj, layers, runs = [], [], []
+    for r in lm["runs"]:
+        if r["arm"] not in cfg.arms:
+            continue
+        ckpt_root = paths.root / r["run_dir"] / "checkpoints"
+        out = paths.runs / f"{r['arm']}_seed{r['seed']}"
+        res = sweep(str(ckpt_root), corpus=val_texts, out_dir=out, resume=False, progress=False,
+                    orders=tuple(cfg.orders), max_tokens=cfg.max_tokens, seq_len=cfg.seq_len,
+                    batch_size=cfg.batch_size, n_bins=cfg.n_bins, seed=cfg.seed, null=cfg.null)
+        for p in res.plane:
+            row = {"arm": r["arm"], "seed": r["seed"], **{k: p.get(k) for k in (
+                "step", "layer", "n", "entropy", "complexity", "expressivity", "optimality", "distance")}}
+            (traj if p.get("layer") == "mean" else layers).append(row)
+        tok1 = sorted((t for t in traj if t["arm"] == r["arm"] and t["seed"] == r["seed"] and t["n"] == 1),
+                      key=lambda t: t["step"])
+        steps = [t["step"] for t in tok1]
+        comp = [t["complexity"] for t in tok1]
+        rf = rise_fall_score(steps, comp)
+        final = tok1[-1]
+        runs.append({"arm": r["arm"], "seed": r["seed"], "n_checkpoints": len(tok1),
+                     "peak_step": steps[int(np.nanargmax(comp))], **rf,
+                     "final_complexity": final["complexity"], "final_expressivity": final["expressivity"],
+                     "final_distance": final["distance"], "final_optimality": final["optimality"]})
+        log(f"{r['arm']} seed {r['seed']}: {len(tok1)} checkpoints, complexity "
+            + " -> ".join(f"{c:.3f}" for c in comp) + f"; score {rf['score']:.4f}")
+    atomic_write_csv(paths.table("trajectory"), traj)
+    atomic_write_csv(paths.table("layers"), layers)
+    atomic_write_csv(paths.table("runs"), runs)
+
+    def col(key: str, arm: str | None = None) -> list[float]:
+        return [float(x[key]) for x in runs if arm is None or x["arm"] == arm]
+
+    stats = {arm: {k: summarize(col(k, arm)) for k in ("score", "slope_first", "slope_second",
+                                                        "final_complexity", "final_expressivity",
+                                                        "final_distance", "final_optimality")}
+             for arm in cfg.arms}
+    scale = (f"{len(runs)} runs of experiment 2 ({', '.join(cfg.arms)}), "
+             f"{runs[0]['n_checkpoints'] if runs else 0} checkpoints each, {cfg.max_tokens} held-out tokens, "
+             f"m = {cfg.n_bins}, orders {list(cfg.orders)}")
+    claims = {"plane_compression": {"treatment": col("score"), "baseline": None, "paired": False,
+                                    "null": 0.0, "unit": "slope per decade", "scale": scale,
+                                    "treatment_label": "all runs", "baseline_label": "0"}}
+    if "gapt" in cfg.arms and "baseline" in cfg.arms:
+        g = {x["seed"]: x["final_distance"] for x in runs if x["arm"] == "gapt"}
+        b = {x["seed"]: x["final_distance"] for x in runs if x["arm"] == "baseline"}
+        seeds = sorted(set(g) & set(b))
+        claims["plane_gapt_bound"] = {"treatment": [g[s] for s in seeds], "baseline": [b[s] for s in seeds],
+                                      "paired": True, "unit": "normalised MI", "scale": scale,
+                                      "treatment_label": "GAPT", "baseline_label": "baseline"}
+    return {"title": "Information plane over training", "stats": stats, "claims": claims, "scale": scale,
+            "source": str(Path("results") / "lm_gapt.json"), "source_config_hash": lm.get("config_hash"),
+            "tables": [paths.table(k).name for k in ("trajectory", "layers", "runs")]}
