@@ -19,6 +19,7 @@ so bf16/fp16 input loses no mass.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from .validation import (
 __all__ = ["SoftEntropyAccumulator", "SoftEntropyResult", "PreparedLabels"]
 
 _FORMAT = "infoplane.SoftEntropyAccumulator/1"
+_EPOCHS = itertools.count(1)  # globally unique ids: PreparedLabels are bound to one accumulator state
 
 
 def _entr_sum(p: torch.Tensor) -> torch.Tensor:
@@ -185,6 +187,19 @@ class _LabelSet:
             self.n_rows += n_new
         return row_u[inv]
 
+    def set_keys(self, keys_by_row: torch.Tensor, name: str = "") -> None:
+        """Install a key table whose row ``r`` (1-based) holds ``keys_by_row[r - 1]`` (state loading)."""
+        k = keys_by_row.numel()
+        order = torch.argsort(keys_by_row)
+        ks = keys_by_row[order]
+        if k > 1 and bool((ks[1:] == ks[:-1]).any()):
+            raise ValueError(f"state dict label set {name!r} has duplicate keys")
+        if k and int(ks[0]) < 0:
+            raise ValueError(f"state dict label set {name!r} has negative keys (singletons have no rows)")
+        self.keys_sorted, self.rows_sorted = ks, order + 1
+        self.keys_by_row = torch.cat([torch.zeros(1, dtype=torch.int64), keys_by_row])
+        self.n_rows = k + 1
+
     def ensure_capacity(self, n_rows: int) -> None:
         if n_rows <= self.cap:
             return
@@ -262,15 +277,13 @@ class SoftEntropyAccumulator:
         self.null = bool(null)
         self.null_seed = int(null_seed)
         self._w_cache: dict[tuple[str, torch.dtype], torch.Tensor] = {}
-        self._epoch_counter = 0
         self._device: torch.device | None = None
         self.reset()
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Clear all statistics and label tables (keeps W and temperature)."""
-        self._epoch_counter += 1
-        self._epoch = self._epoch_counter
+        self._epoch = next(_EPOCHS)
         self._null_gen = torch.Generator().manual_seed(self.null_seed)
         self._label_names: tuple[str, ...] | None = None
         self._sets: dict[str, _LabelSet] = {}
@@ -375,10 +388,12 @@ class SoftEntropyAccumulator:
             torch.mm(zc[l], wt, out=logits[:, l, :])
         logits.mul_(norms.reciprocal().T.unsqueeze(-1))  # cosine / eps
         p = torch.softmax(logits, dim=-1)  # softmax in float32 (float64 for float64 input)
+        del logits
         ent = _entr_sum(p).to(torch.float64)  # H(p_i) in nats, [N, Lb]
         if dt != torch.float64:
-            p = p.to(torch.float64)
-            p.div_(p.sum(-1, keepdim=True))  # exact unit rows in float64: no mass lost or gained
+            # float64 rows that sum to 1 to float64 precision (float32 softmax rows are biased by ~1e-9,
+            # which would add up over millions of samples); one fused pass: convert + divide
+            p = torch.div(p, p.sum(-1, keepdim=True, dtype=torch.float64))
         return p, ent
 
     def update(self, z: Any, labels: Any = None, layer: int | None = None) -> None:
@@ -644,9 +659,7 @@ class SoftEntropyAccumulator:
             s = self._get_set(name)
             keys = e["keys"]
             k = keys.numel()
-            rows = s.map_keys(keys) if k else torch.zeros(0, dtype=torch.int64)
-            if k and not torch.equal(rows, torch.arange(1, k + 1)):
-                raise ValueError(f"state dict label set {name!r} has duplicate keys")
+            s.set_keys(keys.to(torch.int64), name)
             s.ensure_capacity(k + 1)
             s.sums[1 : k + 1] = e["sums"].to(device)
             s.row_n[1 : k + 1] = e["row_n"].to(device)
