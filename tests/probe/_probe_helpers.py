@@ -41,3 +41,23 @@ TEXTS = [
     "And God said, Let there be a firmament in the midst of the waters.",
     "And God made the firmament, and divided the waters which were under the firmament.",
 ]
+
+
+def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, kwargs: dict) -> None:
+    """Child of ``torch.multiprocessing.spawn``: sharded analyze on a gloo group, rows dumped as JSON."""
+    import json
+
+    import torch.distributed as dist
+
+    from infoplane.probe.distributed import analyze_distributed
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        ids = [CharTokenizer().encode(t) for t in TEXTS]
+        res = analyze_distributed(make_tiny_llama(), ids, progress=False, **kwargs)
+        with open(f"{out_dir}/rank{rank}.json", "w") as fh:
+            meta = {k: res.metadata[k] for k in ("n_samples", "shard")}
+            json.dump({"rows": res.rows, "metadata": meta}, fh)
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,79 @@
+"""sweep(): one trajectory table over checkpoints, resumable without recomputation."""
+
+from __future__ import annotations
+
+import pytest
+from _probe_helpers import TEXTS, CharTokenizer, make_tiny_llama
+
+from infoplane.io import read_csv
+from infoplane.probe.analyze import analyze
+from infoplane.probe.sweep import list_checkpoints, sweep
+
+KW = dict(orders=(1, 2), max_tokens=120, seq_len=40, batch_size=4, seed=0)
+IDS = [CharTokenizer().encode(t) for t in TEXTS]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    for i, step in enumerate((100, 20, 3)):  # names sort differently from steps on purpose
+        make_tiny_llama(seed=i, n_layers=2).save_pretrained(root / f"step_{step}")
+    return root
+
+
+def test_list_checkpoints_orders_by_step(run_dir):
+    ckpts = list_checkpoints(run_dir)
+    assert [c.step for c in ckpts] == [3, 20, 100]
+    assert [c.name for c in ckpts] == ["step_3", "step_20", "step_100"]
+    with pytest.raises(FileNotFoundError):
+        list_checkpoints(run_dir / "missing")
+    with pytest.raises(ValueError, match="no checkpoints"):
+        list_checkpoints(_empty(run_dir))
+
+
+def _empty(root):
+    d = root.parent / "empty_run"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def test_interrupted_sweep_resumes_without_recomputing(run_dir, tmp_path):
+    calls = []
+
+    def crashing(path, corpus, **kw):
+        if len(calls) == 1:
+            raise KeyboardInterrupt("simulated crash after the first checkpoint")
+        calls.append(path)
+        return analyze(path, corpus, **kw)
+
+    out = tmp_path / "sweep"
+    with pytest.raises(KeyboardInterrupt):
+        sweep(run_dir, IDS, out_dir=out, progress=False, analyze_fn=crashing, **KW)
+    assert len(calls) == 1 and (out / "checkpoints" / "step_3.csv").is_file()
+    assert not (out / "checkpoints" / "step_20.csv").exists()
+
+    resumed_calls = []
+
+    def counting(path, corpus, **kw):
+        resumed_calls.append(path)
+        return analyze(path, corpus, **kw)
+
+    res = sweep(run_dir, IDS, out_dir=out, progress=False, analyze_fn=counting, **KW)
+    assert [p.split("/")[-1] for p in resumed_calls] == ["step_20", "step_100"]  # step_3 not recomputed
+    assert res.computed == ["step_20", "step_100"]
+    table = read_csv(out / "sweep.csv")
+    assert sorted({r["step"] for r in table}) == [3, 20, 100]
+    assert len(table) == 3 * 3 * 4  # checkpoints x hidden states x label sets
+    # the resumed rows equal a fresh computation of that checkpoint (same sample and reference points)
+    fresh = analyze(str(run_dir / "step_3"), IDS, progress=False, model_name="step_3", step=3, **KW)
+    old = {(r["layer"], r["label_set"]): r["mi"] for r in table if r["step"] == 3}
+    for r in fresh.rows:
+        assert old[(r["layer"], r["label_set"])] == pytest.approx(r["mi"], abs=1e-12)
+    means = [r for r in res.plane if r["layer"] == "mean" and r["n"] == 1]
+    assert sorted(r["step"] for r in means) == [3, 20, 100]
+    # a third run recomputes nothing; other settings are refused
+    again = []
+    sweep(run_dir, IDS, out_dir=out, progress=False, analyze_fn=lambda *a, **k: again.append(1), **KW)
+    assert again == []
+    with pytest.raises(ValueError, match="other settings"):
+        sweep(run_dir, IDS, out_dir=out, progress=False, **{**KW, "seed": 1})
