@@ -37,7 +37,6 @@ def register(subparsers: Any) -> None:
             "out/checkpoints/step_XXXXXXXX/ and out/summary.json. Settings come from --config (YAML/TOML) "
             "and the flags below, which override the file."
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", help="YAML (.yaml/.yml), TOML (.toml) or JSON file with "
                    "TrainConfig fields (see infoplane.train.config.TrainConfig); flags override it")

@@ -1,0 +1,93 @@
+"""Training throughput: baseline CE vs GAPT forced into compression vs GAPT + alignment every step.
+
+Same model, same batches; the three arms are interleaved in repetitions (arm order rotates) so that
+machine-load drift hits all of them alike. Reports median tokens/s per arm and overhead ratios
+``tps_baseline / tps_arm - 1``. Target (issue): GAPT overhead <= 10% without alignment tracking.
+
+    python benchmarks/bench_train.py                       # 4 layers, d 128, ctx 128, BPE 2048, B 16
+    python benchmarks/bench_train.py --steps 10 --reps 5 --threads 2 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from infoplane.data.lm_data import prepare_lm_data
+from infoplane.train.config import TrainConfig
+from infoplane.train.trainer import Trainer
+
+ARMS = {
+    # name -> TrainConfig overrides
+    "baseline_ce": {"objective": "ce", "log_mbe": False},
+    "gapt_compress": {"objective": "gapt",
+                      "controller": {"start": "compress", "patience_comp": 10**9, "spike_tol": 1e9}},
+    "gapt_compress_align1": {"objective": "gapt", "align_every": 1,
+                             "controller": {"start": "compress", "patience_comp": 10**9, "spike_tol": 1e9}},
+}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", default="bpe:2048")
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--n-head", type=int, default=4)
+    ap.add_argument("--block-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per arm per repetition")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per arm before timing")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="write results here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tok, splits = prepare_lm_data("kjv", args.tokenizer, 0.05, seed=0)
+    trainers = {}
+    for name, over in ARMS.items():
+        cfg = TrainConfig(n_layer=args.n_layer, d_model=args.d_model, n_head=args.n_head,
+                          block_size=args.block_size, batch_size=args.batch_size,
+                          steps=10**6, eval_every=0, progress=False, checkpoint_steps="final",
+                          out_dir="/tmp/infoplane-bench-unused", warmup_steps=0, **over)
+        trainers[name] = Trainer(cfg, splits=splits, tokenizer=tok)
+    for tr in trainers.values():
+        for _ in range(args.warmup):
+            tr.train_step()
+    tokens_per_step = args.batch_size * args.block_size
+    tps: dict[str, list[float]] = {n: [] for n in ARMS}
+    names = list(ARMS)
+    for r in range(args.reps):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            tr = trainers[name]
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                tr.train_step()
+            tps[name].append(args.steps * tokens_per_step / (time.perf_counter() - t0))
+    med = {n: statistics.median(v) for n, v in tps.items()}
+    base = med["baseline_ce"]
+    res = {
+        "config": vars(args), "threads": torch.get_num_threads(), "vocab_size": tok.get_vocab_size(),
+        "params": trainers["baseline_ce"].model.num_parameters(),
+        "tokens_per_s_median": med, "tokens_per_s_all": tps,
+        "overhead": {n: base / v - 1.0 for n, v in med.items() if n != "baseline_ce"},
+    }
+    print(f"model: {args.n_layer} layers, d {args.d_model}, ctx {args.block_size}, "
+          f"vocab {res['vocab_size']}, {res['params']:,} params, batch {args.batch_size}, "
+          f"threads {res['threads']}")
+    for n in names:
+        extra = "" if n == "baseline_ce" else f"   overhead {100 * res['overhead'][n]:+.1f}%"
+        print(f"  {n:22s} {med[n]:9.0f} tokens/s{extra}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(res, fh, indent=2)
+    return res
+
+
+if __name__ == "__main__":
+    main()
