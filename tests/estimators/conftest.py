@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -37,3 +39,9 @@ def np_mi(p: np.ndarray, labels: np.ndarray) -> float:
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def oracle():
+    """The numpy oracle as a fixture (test modules do not import conftest by name)."""
+    return SimpleNamespace(assign=np_assign, h=np_h, mi=np_mi)
