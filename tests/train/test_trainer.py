@@ -202,3 +202,15 @@ def test_cli_train_with_config_file_and_overrides(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "none"), "--resume", "--tokenizer", "byte",
                  "--corpus", str(corpus), "--no-progress"]) == 2
     assert main(["train", "--controller", "[1]", "--dry-run"]) == 2
+
+
+def test_tensorboard_optional(tmp_path, data):
+    import importlib.util
+
+    cfg = tiny_cfg(tmp_path, steps=2, tensorboard=True)
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.warns(RuntimeWarning, match="tensorboard is not installed"):
+            run(cfg, data)
+    else:
+        run(cfg, data)
+        assert (tmp_path / "run" / "tb").is_dir()

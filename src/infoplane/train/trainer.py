@@ -32,6 +32,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,7 +453,8 @@ class Trainer:
 
                     self._tb = SummaryWriter(str(self.out_dir / "tb"))
                 except ImportError:
-                    print("tensorboard is not installed; continuing without it")
+                    warnings.warn("tensorboard=True but tensorboard is not installed; continuing without it",
+                                  RuntimeWarning, stacklevel=2)
         bar = None
         if cfg.progress and self.rank == 0:
             from tqdm.auto import tqdm
