@@ -57,7 +57,8 @@ def correlate(
         n: back-off order of the rows used (paper: token level, n = 1).
         layer: ``"mean"`` (layer mean excluding the embedding) or a layer index.
     Returns:
-        rows ``measure, score, n_models, pearson_r, pearson_p, spearman_r, spearman_p``.
+        rows ``measure, score, n_models, pearson_r, pearson_p, spearman_r, spearman_p`` (NaN when a
+        measure or score is constant across models).
     Raises:
         ValueError: fewer than 3 models have both a measure and a score.
     """
@@ -90,9 +91,12 @@ def correlate(
             if len(xs) < 3:
                 raise ValueError(f"{len(xs)} models have both {meas!r} and score {score_name!r}: need >= 3 "
                                  f"(models in plane rows: {sorted(chosen)}, with scores: {sorted(by_model)})")
-            pr = stats.pearsonr(xs, ys)
-            sr = stats.spearmanr(xs, ys)
-            out.append({"measure": meas, "score": score_name, "n": n, "layer": layer, "n_models": len(xs),
-                        "pearson_r": float(pr.statistic), "pearson_p": float(pr.pvalue),
-                        "spearman_r": float(sr.statistic), "spearman_p": float(sr.pvalue)})
+            row = {"measure": meas, "score": score_name, "n": n, "layer": layer, "n_models": len(xs)}
+            if len(set(xs)) == 1 or len(set(ys)) == 1:  # correlation undefined for a constant input
+                row.update(pearson_r=math.nan, pearson_p=math.nan, spearman_r=math.nan, spearman_p=math.nan)
+            else:
+                pr, sr = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
+                row.update(pearson_r=float(pr.statistic), pearson_p=float(pr.pvalue),
+                           spearman_r=float(sr.statistic), spearman_p=float(sr.pvalue))
+            out.append(row)
     return out
