@@ -1,0 +1,205 @@
+"""Build ``DIR/report.html`` from the results files of ``infoplane reproduce`` (never from live objects).
+
+Inputs: ``DIR/results/<experiment>.json`` summaries (see :mod:`infoplane.experiments.common`), their CSV
+tables, and optionally ``DIR/results/run_manifest.json`` (written by the CLI: size, wall times, jobs).
+Outputs: ``DIR/figures/*.png``, ``DIR/results/claims.csv`` / ``claims.json`` (verdicts computed by
+:func:`infoplane.experiments.claims.evaluate_claims`) and the self-contained ``DIR/report.html``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from infoplane.experiments.claims import CLAIMS, RULE_TEXT, evaluate_claims
+from infoplane.experiments.registry import EXPERIMENTS
+from infoplane.io import atomic_write_csv, atomic_write_json, atomic_write_text, read_json, versions
+from infoplane.report.figures import make_figures
+from infoplane.report.html import Section, check_self_contained, esc, figure, fmt, render_document, table
+
+__all__ = ["build_report", "load_summaries", "describe"]
+
+CLAIM_COLUMNS = ["claim", "paper", "paper_value", "measured", "relative_change", "n", "scale", "verdict",
+                 "reason"]
+
+
+def load_summaries(root: str | Path) -> dict[str, dict[str, Any]]:
+    """``{experiment name: summary}`` of every experiment with a summary in ``root/results``."""
+    res = Path(root) / "results"
+    out = {}
+    for spec in EXPERIMENTS:
+        p = res / f"{spec.name}.json"
+        if p.is_file():
+            out[spec.name] = read_json(p)
+    return out
+
+
+def _pm(mean: float, se: float) -> str:
+    if mean is None or not isinstance(mean, float) or not math.isfinite(mean):
+        return "\u2013"
+    return f"{fmt(mean)} \u00b1 {fmt(se)}" if isinstance(se, float) and math.isfinite(se) else fmt(mean)
+
+
+def _claim_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for c in claims:
+        if c["verdict"] == "not run":
+            measured, rel, n = "\u2013", None, 0
+        else:
+            t_lab, b_lab = c.get("treatment_label") or "treatment", c.get("baseline_label") or "baseline"
+            unit = f" {c['unit']}" if c.get("unit") else ""
+            if c.get("baseline") is None:
+                measured = (f"{t_lab}: mean {fmt(c['treatment_mean'])}{unit} (effect {fmt(c['effect'])} "
+                            f"\u00b1 {fmt(c['se'])} SE vs 0)")
+            else:
+                measured = (f"{t_lab} {fmt(c['treatment_mean'])} vs {b_lab} {fmt(c['baseline_mean'])}{unit}; "
+                            f"difference {fmt(c['effect'])} \u00b1 {fmt(c['se'])} SE")
+            rel = c.get("relative_change")
+            n = c["n_treatment"]
+        rows.append({"claim": c["statement"], "paper": c["paper"], "paper_value": c["paper_value"],
+                     "measured": measured,
+                     "relative_change": (f"{100 * rel:+.1f}%" if isinstance(rel, float) and math.isfinite(rel)
+                                         else "\u2013"),
+                     "n": n, "scale": c.get("scale", ""), "verdict": c["verdict"], "reason": c["reason"],
+                     "metric": c["metric"], "id": c["id"]})
+    return rows
+
+
+def describe(name: str, s: dict[str, Any]) -> list[str]:
+    """Neutral sentences generated from an experiment's numbers."""
+    st = s.get("stats", {})
+    out: list[str] = []
+
+    def m(arm: str, key: str) -> str:
+        d = st.get(arm, {}).get(key, {})
+        return _pm(d.get("mean"), d.get("se"))
+
+    if name == "cycles" and st:
+        out.append(f"Smoothed layer-mean cosine sign changes per run: MBE {m('mbe', 'sign_changes')}, "
+                   f"Frobenius control {m('frob', 'sign_changes')} (mean \u00b1 SE over seeds); "
+                   f"raw series: MBE {m('mbe', 'sign_changes_raw')}, "
+                   f"control {m('frob', 'sign_changes_raw')}.")
+        out.append(f"Mean cosine: MBE {m('mbe', 'mean_cos')}, control {m('frob', 'mean_cos')}; fraction of "
+                   f"positive points: MBE {m('mbe', 'frac_positive')}, control {m('frob', 'frac_positive')}; "
+                   f"zero-crossing period (steps, smoothed): MBE {m('mbe', 'period')}.")
+    elif name == "lm_gapt" and st:
+        for arm in st:
+            out.append(f"{arm}: held-out CE {m(arm, 'val_ce')} nats/token, layer-mean MBE "
+                       f"{m(arm, 'val_mbe_mean')} nats (middle layers {m(arm, 'val_mbe_middle')}), "
+                       f"fraction of steps in compression {m(arm, 'compress_fraction')}, "
+                       f"phase switches {m(arm, 'n_switches')}.")
+        out.append("All arms of a seed see the same batches for the same number of steps (equal CE tokens).")
+    elif name == "arithmetic" and st:
+        for arm in st:
+            out.append(f"{arm}: ID test masked CE {m(arm, 'test_id_masked_ce')}, "
+                       f"exact {m(arm, 'test_id_exact')}; "
+                       f"OOD masked CE {m(arm, 'test_ood_masked_ce')}, exact {m(arm, 'test_ood_exact')} "
+                       f"(models selected on ID validation CE).")
+    elif name == "forgetting" and st:
+        for arm in st:
+            out.append(f"{arm}: separation {m(arm, 'separation')}, old-task L1 {m(arm, 'old_loss')}, "
+                       f"new-task L1 {m(arm, 'new_loss')}, selectivity {m(arm, 'selectivity')}, "
+                       f"fraction of steps with the MBE term {m(arm, 'compress_fraction')}.")
+    elif name == "plane_over_training" and st:
+        for arm in st:
+            out.append(f"{arm}: rise/fall score {m(arm, 'score')} (slope first half {m(arm, 'slope_first')}, "
+                       f"second half {m(arm, 'slope_second')} per decade of steps); final complexity "
+                       f"{m(arm, 'final_complexity')}, expressivity {m(arm, 'final_expressivity')}, "
+                       f"distance to the bound {m(arm, 'final_distance')}.")
+    elif name == "pretrained" and s.get("layer_means"):
+        for n, v in s["layer_means"].items():
+            out.append(f"n = {n} (layer mean, embedding excluded): H {fmt(v.get('entropy'))}, complexity "
+                       f"{fmt(v.get('complexity'))}, expressivity {fmt(v.get('expressivity'))}, optimality "
+                       f"{fmt(v.get('optimality'))}, back-off share {fmt(v.get('backoff_in_share_top'))}.")
+        g = st.get("optimality_gain_n2_vs_n1", {})
+        out.append(f"Per-block optimality gain from n = 1 to n = 2: {_pm(g.get('mean'), g.get('se'))} "
+                   f"(min {fmt(g.get('min'))}, max {fmt(g.get('max'))}, {g.get('n', 0)} blocks).")
+    return out
+
+
+def _config_table(cfg: dict[str, Any]) -> str:
+    rows = [{"field": k, "value": str(v)} for k, v in cfg.items()]
+    return f"<details><summary>configuration</summary>{table(rows, ['field', 'value'])}</details>"
+
+
+def build_report(root: str | Path, title: str = "infoplane: reproduction report") -> Path:
+    """Write figures, claims tables and ``report.html`` under ``root``; returns the HTML path."""
+    root = Path(root)
+    results, figs = root / "results", root / "figures"
+    summaries = load_summaries(root)
+    claims = evaluate_claims(summaries, CLAIMS)
+    rows = _claim_rows(claims)
+    atomic_write_csv(results / "claims.csv", rows)
+    atomic_write_json(results / "claims.json", {"rule": RULE_TEXT, "claims": claims})
+    manifest_path = results / "run_manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+
+    sections = []
+    sec = Section("Claims and verdicts", "claims")
+    sec.add(table(rows, CLAIM_COLUMNS, headers={
+        "claim": "claim", "paper": "source", "paper_value": "paper's number", "measured": "measured (ours)",
+        "relative_change": "relative change", "n": "seeds / n", "scale": "our scale", "verdict": "verdict",
+        "reason": "why"}, cls="claims", row_class="verdict"))
+    sec.para("Verdict rule (computed, never typed in): " + RULE_TEXT, cls="note")
+    sec.para("Scale caveat: the papers use GPT-2-size models on billions of tokens; these runs are CPU-sized "
+             "(minutes). A verdict here speaks about this scale only.", cls="note")
+    sections.append(sec)
+
+    for spec in EXPERIMENTS:
+        s = summaries.get(spec.name)
+        sec = Section(f"{spec.number}. {spec.title}", spec.name)
+        if s is None:
+            failed = manifest.get("failed", {}).get(spec.name)
+            sec.para(f"Failed: {failed}" if failed else "Not run in this output directory.", cls="note")
+            sections.append(sec)
+            continue
+        if s.get("skipped_reason"):
+            sec.para(f"Skipped: {s['skipped_reason']}", cls="note")
+        doc = spec.load().__doc__ or ""
+        if doc:
+            sec.add(f"<details><summary>method</summary><pre>{esc(doc.strip())}</pre></details>")
+        if s.get("scale"):
+            sec.para(f"Scale: {s['scale']}.")
+        for sentence in describe(spec.name, s):
+            sec.para(sentence)
+        own = [r for r in rows if r["id"] in s.get("claims", {})]
+        if own:
+            sec.add(table(own, ["claim", "measured", "relative_change", "verdict"], row_class="verdict"))
+        try:
+            for path, caption in make_figures(spec.name, results, figs):
+                sec.add(figure(path, caption))
+        except Exception as exc:  # a broken figure must not hide the numbers
+            sec.para(f"Figure generation failed: {type(exc).__name__}: {exc}", cls="note")
+        wall = s.get("wall_time_s")
+        sec.para(f"Wall time {fmt(wall)} s; seeds {s.get('seeds')}; config hash {s.get('config_hash')}; "
+                 f"tables: {', '.join(s.get('tables', []))}.")
+        sec.add(_config_table(s.get("config", {})))
+        sections.append(sec)
+
+    info = Section("Run information", "run-info")
+    exp_rows = [{"experiment": n, "wall_time_s": s.get("wall_time_s"), "seeds": str(s.get("seeds")),
+                 "config_hash": s.get("config_hash"), "resumed in last run":
+                 str(n in manifest.get("skipped", [])), "torch threads": s.get("torch_threads")}
+                for n, s in summaries.items()]
+    info.add(table(exp_rows))
+    if manifest:
+        info.para(f"Last invocation: size {manifest.get('size')}, jobs {manifest.get('jobs')}, "
+                  f"total wall time {fmt(manifest.get('total_wall_time_s'))} s, "
+                  f"started {manifest.get('started_at')}.")
+    v = versions()
+    info.add(table([{"package": k, "version": val} for k, val in v.items()]))
+    sections.append(info)
+
+    doc = render_document(title, sections, intro=(
+        "Reproduction of claims from Yu 2025 (memorization-compression cycles, GAPT; arXiv:2505.08727) and "
+        "Conklin et al. 2026 (soft entropy, the information plane; arXiv:2604.07569) at CPU scale. "
+        "Every number below is read from the results files in this directory."))
+    problems = check_self_contained(doc)
+    if problems:
+        raise ValueError(f"report is not self-contained: {problems[:3]}")
+    out = root / "report.html"
+    atomic_write_text(out, doc)
+    for p in [out, *figs.glob("*")]:
+        p.chmod(0o644)  # atomic writes create 0600 temporaries; the report is meant to be shared
+    return out
