@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 
 def np_assign(z: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
@@ -45,3 +46,12 @@ def rng():
 def oracle():
     """The numpy oracle as a fixture (test modules do not import conftest by name)."""
     return SimpleNamespace(assign=np_assign, h=np_h, mi=np_mi)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny tensors: one intra-op thread avoids thread-pool stalls on a shared machine (restored after)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
