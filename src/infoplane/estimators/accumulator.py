@@ -311,6 +311,13 @@ class SoftEntropyAccumulator:
                 setattr(s, name, t.to(device))
         s.device = device
 
+    def total_counts(self) -> torch.Tensor:
+        """``c = sum_i p_i`` per layer, float64 ``[L, m]`` (sums to the number of samples per layer)."""
+        if self._label_names:
+            s = self._sets[self._label_names[0]]
+            return self._counts + s.sums[: s.n_rows].sum(0)
+        return self._counts.clone()
+
     def state_nbytes(self) -> int:
         """Bytes held by the statistics (allocated buffers, including label key tables)."""
         base = sum(t.numel() * t.element_size() for t in (self._n, self._counts, self._sent))
@@ -386,14 +393,19 @@ class SoftEntropyAccumulator:
         logits = torch.empty(n, lb, self.n_bins, dtype=dt, device=zc.device)
         for l in range(lb):  # one GEMM per layer written straight into the [N, L, m] layout
             torch.mm(zc[l], wt, out=logits[:, l, :])
-        logits.mul_(norms.reciprocal().T.unsqueeze(-1))  # cosine / eps
+        inv = norms.reciprocal_().T.unsqueeze(-1)  # [N, Lb, 1]
+        shift = logits.amax(-1, keepdim=True).mul_(inv)  # row max of cosine / eps
+        torch.addcmul(shift.neg_(), logits, inv, out=logits)  # t = cos/eps - max_j(cos/eps) <= 0
         p = torch.softmax(logits, dim=-1)  # softmax in float32 (float64 for float64 input)
+        # H(p_i) = -sum_j p_ij log p_ij = -log max_j p_ij - sum_j p_ij t_ij, since log p_ij = t_ij - log Z_i
+        # and the largest p_ij has t_ij = 0: no per-element logarithm, no cancellation (both terms ~ H)
+        ent = (torch.linalg.vecdot(p, logits).neg_() - p.amax(-1).log_()).to(torch.float64)  # [N, Lb] nats
         del logits
-        ent = _entr_sum(p).to(torch.float64)  # H(p_i) in nats, [N, Lb]
         if dt != torch.float64:
             # float64 rows that sum to 1 to float64 precision (float32 softmax rows are biased by ~1e-9,
-            # which would add up over millions of samples); one fused pass: convert + divide
-            p = torch.div(p, p.sum(-1, keepdim=True, dtype=torch.float64))
+            # which would add up over millions of samples)
+            p = p.to(torch.float64)
+            p.div_(p.sum(-1, keepdim=True))
         return p, ent
 
     def update(self, z: Any, labels: Any = None, layer: int | None = None) -> None:
@@ -456,10 +468,11 @@ class SoftEntropyAccumulator:
         p, ent = self._assign(z3)  # [N, Lb, m], [N, Lb]
         lsel = slice(None) if z.dim() == 3 else layer
         self._n[lsel] += n
-        self._counts[lsel] += p.sum(0).squeeze(0) if z.dim() == 2 else p.sum(0)  # c = sum_i p_i
         self._sent[lsel] += ent.sum(0).squeeze(0) if z.dim() == 2 else ent.sum(0)  # sum_i H(p_i)
         if prepared is None:
+            self._counts[lsel] += p.sum(0).squeeze(0) if z.dim() == 2 else p.sum(0)  # c = sum_i p_i
             return
+        # with labels, c = sum_i p_i is the sum of any label set's rows (row 0 holds the singletons)
         rows_d, neg_d, perm_d = prepared.on(device)
         lb = z3.shape[0]
         ones = torch.ones(n, lb, dtype=torch.float64, device=device)
@@ -493,7 +506,7 @@ class SoftEntropyAccumulator:
         """Finalise: entropies / MI per layer and label set (all divided by log m)."""
         log_m = math.log(self.n_bins)
         n = self._n.to("cpu", torch.float64)
-        counts = self._counts.cpu()
+        counts = self.total_counts().cpu()
         with np.errstate(invalid="ignore", divide="ignore"):
             tot = counts.sum(-1, keepdim=True)
             h = _entr_sum(counts / tot) / log_m  # H(p-hat), p-hat = c / sum(c)
@@ -606,6 +619,7 @@ class SoftEntropyAccumulator:
             k = s.n_rows
             entry = {
                 "keys": s.keys_by_row[1:k].clone(),
+                "singleton_sums": s.sums[0].cpu().clone(),
                 "sums": s.sums[1:k].cpu().clone(),
                 "row_n": s.row_n[1:k].cpu().clone(),
                 "neg_n": s.neg_n.cpu().clone(),
@@ -628,7 +642,7 @@ class SoftEntropyAccumulator:
             "null_rng_state": self._null_gen.get_state(),
             "label_names": list(self._label_names) if self._label_names is not None else None,
             "n_samples": self._n.cpu().clone(),
-            "counts": self._counts.cpu().clone(),
+            "counts": self.total_counts().cpu(),
             "sample_entropy": self._sent.cpu().clone(),
             "label_sets": sets,
         }
@@ -650,7 +664,8 @@ class SoftEntropyAccumulator:
         self._device = device
         self._alloc_base(device)
         self._n += state["n_samples"].to(device)
-        self._counts += state["counts"].to(device)
+        if not state["label_names"]:
+            self._counts += state["counts"].to(device)  # with labels, c is derived from the label rows
         self._sent += state["sample_entropy"].to(device)
         self._null_gen.set_state(state["null_rng_state"])
         names = state["label_names"]
@@ -662,6 +677,7 @@ class SoftEntropyAccumulator:
             s.set_keys(keys.to(torch.int64), name)
             s.ensure_capacity(k + 1)
             s.sums[1 : k + 1] = e["sums"].to(device)
+            s.sums[0] = e["singleton_sums"].to(device)
             s.row_n[1 : k + 1] = e["row_n"].to(device)
             if s.null_sums is not None:
                 s.null_sums[1 : k + 1] = e["null_sums"].to(device)
