@@ -169,9 +169,9 @@ def run_experiment(name: str, cfg: Any, root: str | Path,
     paths.results.mkdir(parents=True, exist_ok=True)
     paths.runs.mkdir(parents=True, exist_ok=True)
     log(f"starting (config {config_hash(cfg)})")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     summary = fn(cfg, paths, log)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     summary = dict(summary)
     summary.update({
         "name": name,
@@ -181,11 +181,12 @@ def run_experiment(name: str, cfg: Any, root: str | Path,
         "seeds": _seeds_of(cfg),
         "versions": versions(),
         "wall_time_s": wall,
+        "cpu_time_s": cpu,
         "torch_threads": torch.get_num_threads(),
     })
     atomic_write_json(paths.summary, summary)
     atomic_write_json(paths.marker, {
-        "config_hash": config_hash(cfg), "wall_time_s": wall, "seeds": _seeds_of(cfg),
+        "config_hash": config_hash(cfg), "wall_time_s": wall, "cpu_time_s": cpu, "seeds": _seeds_of(cfg),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(),
     })
     log(f"done in {wall:.1f}s")

@@ -178,7 +178,8 @@ def build_report(root: str | Path, title: str = "infoplane: reproduction report"
         sections.append(sec)
 
     info = Section("Run information", "run-info")
-    exp_rows = [{"experiment": n, "wall_time_s": s.get("wall_time_s"), "seeds": str(s.get("seeds")),
+    exp_rows = [{"experiment": n, "wall_time_s": s.get("wall_time_s"), "cpu_time_s": s.get("cpu_time_s"),
+                 "seeds": str(s.get("seeds")),
                  "config_hash": s.get("config_hash"), "resumed in last run":
                  str(n in manifest.get("skipped", [])), "torch threads": s.get("torch_threads")}
                 for n, s in summaries.items()]
