@@ -277,6 +277,7 @@ class SoftEntropyAccumulator:
         self.null = bool(null)
         self.null_seed = int(null_seed)
         self._w_cache: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self._ws: dict[str, torch.Tensor] = {}
         self._device: torch.device | None = None
         self.reset()
 
@@ -382,30 +383,51 @@ class SoftEntropyAccumulator:
             self._w_cache[key] = wt.contiguous()
         return self._w_cache[key]
 
+    def _workspace(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
+        """A reusable scratch buffer (fresh 100 MB allocations cost more in page faults than the math)."""
+        numel = math.prod(shape)
+        buf = self._ws.get(name)
+        if buf is None or buf.dtype != dtype or buf.device != device or buf.numel() < numel:
+            buf = torch.empty(numel, dtype=dtype, device=device)
+            self._ws[name] = buf
+        return buf[:numel].view(shape)
+
+    def free_workspace(self) -> None:
+        """Drop the scratch buffers kept between updates (about 16 bytes per element of ``[L, N, m]``)."""
+        self._ws = {}
+
     def _assign(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ``[Lb, N, d]`` -> (p float64 ``[N, Lb, m]``, per-sample entropy float64 ``[N, Lb]`` nats)."""
+        """z ``[Lb, N, d]`` -> (p float64 ``[N, Lb, m]``, per-sample entropy float64 ``[N, Lb]`` nats).
+
+        ``p`` is a scratch buffer, valid until the next call.
+        """
         lb, n, _ = z.shape
         dt = torch.float64 if z.dtype == torch.float64 else torch.float32
         zc = z.to(dt)
         norms = row_norms(zc)  # [Lb, N]
         check_finite_nonzero(norms, z)
         wt = self._wt(zc.device, dt)
-        logits = torch.empty(n, lb, self.n_bins, dtype=dt, device=zc.device)
+        shape = (n, lb, self.n_bins)
+        t = self._workspace("logits", shape, dt, zc.device)
         for l in range(lb):  # one GEMM per layer written straight into the [N, L, m] layout
-            torch.mm(zc[l], wt, out=logits[:, l, :])
+            torch.mm(zc[l], wt, out=t[:, l, :])
         inv = norms.reciprocal_().T.unsqueeze(-1)  # [N, Lb, 1]
-        shift = logits.amax(-1, keepdim=True).mul_(inv)  # row max of cosine / eps
-        torch.addcmul(shift.neg_(), logits, inv, out=logits)  # t = cos/eps - max_j(cos/eps) <= 0
-        p = torch.softmax(logits, dim=-1)  # softmax in float32 (float64 for float64 input)
-        # H(p_i) = -sum_j p_ij log p_ij = -log max_j p_ij - sum_j p_ij t_ij, since log p_ij = t_ij - log Z_i
-        # and the largest p_ij has t_ij = 0: no per-element logarithm, no cancellation (both terms ~ H)
-        ent = (torch.linalg.vecdot(p, logits).neg_() - p.amax(-1).log_()).to(torch.float64)  # [N, Lb] nats
-        del logits
-        if dt != torch.float64:
-            # float64 rows that sum to 1 to float64 precision (float32 softmax rows are biased by ~1e-9,
-            # which would add up over millions of samples)
-            p = p.to(torch.float64)
-            p.div_(p.sum(-1, keepdim=True))
+        shift = t.amax(-1, keepdim=True).mul_(inv)  # row max of cosine / eps
+        torch.addcmul(shift.neg_(), t, inv, out=t)  # t = cos/eps - max_j cos/eps <= 0 (ref. doc 1, step 3)
+        e = self._workspace("exp" if dt != torch.float64 else "p64", shape, dt, zc.device)
+        torch.exp(t, out=e)  # unnormalised softmax, max entry exactly 1
+        z_sum = e.sum(-1)  # Z_i = sum_j e^{t_ij}
+        # H(p_i) = -sum_j p_ij log p_ij = log Z_i - sum_j e_ij t_ij / Z_i  (log p_ij = t_ij - log Z_i);
+        # no per-element logarithm and no cancellation, as t <= 0
+        et = t.mul_(e).sum(-1)
+        ent = (z_sum.log() - et / z_sum).to(torch.float64)  # [N, Lb] nats
+        if dt == torch.float64:
+            p = e
+        else:
+            p = self._workspace("p64", shape, torch.float64, zc.device)
+            p.copy_(e)
+        # normalise in float64 so every row sums to 1 to float64 precision (no mass lost or gained)
+        p.div_(p.sum(-1, keepdim=True))
         return p, ent
 
     def update(self, z: Any, labels: Any = None, layer: int | None = None) -> None:
