@@ -155,13 +155,13 @@ def plot_layer_profiles(plane_rows: Sequence[Mapping[str, Any]], out_dir: str | 
     layers = sorted({int(_f(r["layer"])) for r in rows})
     first = {int(_f(r["layer"])): r for r in rows if int(_f(r["n"])) == orders[0]}
     seq_cols = sorted(k for k in rows[0] if k.startswith("seq_mi_") and not k.startswith("seq_mi_null_"))
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     axes[0].plot(layers, [_f(first[layer]["entropy"]) for layer in layers], "k-o", ms=3, label="H(Z)")
     axes[0].plot(layers, [_f(first[layer]["capacity"]) for layer in layers], "k:", label="capacity")
     for col in seq_cols:
         axes[0].plot(layers, [_f(first[layer].get(col)) for layer in layers], "-s", ms=3,
                      label=f"I({col[len('seq_mi_'):]}; Z)")
-    axes[0].set_title("entropy and per-text labels")
+    axes[0].set_title("entropy H(Z), capacity\nand per-text label MI", fontsize=10)
     cmap = plt.get_cmap("plasma")
     for ax, col, title in ((axes[1], "complexity", "complexity I(X_n; Z)"),
                            (axes[2], "expressivity", "expressivity I(Z; Y_n)")):
@@ -173,7 +173,7 @@ def plot_layer_profiles(plane_rows: Sequence[Mapping[str, Any]], out_dir: str | 
             null = [_f(by[layer].get(f"{col}_null")) for layer in layers]
             if any(v is not None for v in null):
                 ax.plot(layers, null, ":", color=color, lw=0.8)
-        ax.set_title(title + " (dotted: permutation null)")
+        ax.set_title(title + "\n(dotted: permutation null)", fontsize=10)
     for ax in axes:
         ax.set_xlabel("hidden state (0 = embedding)")
         ax.legend(fontsize=7)
