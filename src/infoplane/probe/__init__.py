@@ -1,0 +1,41 @@
+"""Probe: model -> information-plane statistics.
+
+* :func:`analyze` (``analyze.py``): one model, one pass, every hidden state -> :class:`ProbeResult`;
+* :func:`sweep` (``sweep.py``): every checkpoint of a run -> trajectory table (resumable);
+* :func:`analyze_distributed` (``distributed.py``): the same, sharded over ``torch.distributed`` ranks;
+* :func:`correlate` (``correlate.py``): measures vs downstream scores across models;
+* building blocks: n-gram labels (``labels.py``), hidden-state hooks (``capture.py``),
+  loading (``models.py``).
+"""
+
+from .analyze import ProbePlan, ProbeResult, analyze, prepare_plan, run_plan
+from .capture import HiddenStateCapture, find_hidden_sites, forward_batch
+from .correlate import correlate
+from .distributed import analyze_distributed, shard_indices
+from .labels import LabelCounter, NgramTable, ngram_tuples, valid_positions
+from .models import LoadedModel, load_model, smollm2_path
+from .sweep import SweepResult, list_checkpoints, sweep
+
+__all__ = [
+    "analyze",
+    "ProbeResult",
+    "ProbePlan",
+    "prepare_plan",
+    "run_plan",
+    "sweep",
+    "SweepResult",
+    "list_checkpoints",
+    "analyze_distributed",
+    "shard_indices",
+    "correlate",
+    "valid_positions",
+    "ngram_tuples",
+    "NgramTable",
+    "LabelCounter",
+    "HiddenStateCapture",
+    "find_hidden_sites",
+    "forward_batch",
+    "load_model",
+    "LoadedModel",
+    "smollm2_path",
+]
