@@ -71,17 +71,23 @@ def main(argv: list[str] | None = None) -> dict:
             tps[name].append(args.steps * tokens_per_step / (time.perf_counter() - t0))
     med = {n: statistics.median(v) for n, v in tps.items()}
     base = med["baseline_ce"]
+    # paired: ratio of adjacent measurements within a repetition, then the median (robust to load drift)
+    paired = {n: statistics.median(b / a for a, b in zip(tps[n], tps["baseline_ce"])) - 1.0
+              for n in names if n != "baseline_ce"}
     res = {
         "config": vars(args), "threads": torch.get_num_threads(), "vocab_size": tok.get_vocab_size(),
         "params": trainers["baseline_ce"].model.num_parameters(),
         "tokens_per_s_median": med, "tokens_per_s_all": tps,
         "overhead": {n: base / v - 1.0 for n, v in med.items() if n != "baseline_ce"},
+        "overhead_paired": paired,
     }
     print(f"model: {args.n_layer} layers, d {args.d_model}, ctx {args.block_size}, "
           f"vocab {res['vocab_size']}, {res['params']:,} params, batch {args.batch_size}, "
           f"threads {res['threads']}")
     for n in names:
-        extra = "" if n == "baseline_ce" else f"   overhead {100 * res['overhead'][n]:+.1f}%"
+        extra = "" if n == "baseline_ce" else (
+            f"   overhead {100 * res['overhead'][n]:+.1f}% (ratio of medians), "
+            f"{100 * paired[n]:+.1f}% (median of paired ratios)")
         print(f"  {n:22s} {med[n]:9.0f} tokens/s{extra}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

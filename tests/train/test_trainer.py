@@ -114,6 +114,17 @@ def test_nonfinite_step_is_skipped_without_touching_weights(tmp_path, data):
     assert tr.controller.step_count == 5  # skipped steps are not fed to the controller
 
 
+@pytest.mark.parametrize("objective", ["ce+mbe", "gapt"])
+def test_nonfinite_hidden_state_is_skipped_not_crashed(tmp_path, data, objective):
+    tok, splits = data
+    cfg = tiny_cfg(tmp_path, objective=objective, steps=3, align_every=1)
+    tr = Trainer(cfg, splits=splits, tokenizer=tok)
+    h = tr.model.blocks[1].register_forward_hook(lambda m, i, o: o * float("nan") if tr.step == 1 else None)
+    recs = [tr.train_step() for _ in range(3)]
+    h.remove()
+    assert [r["skipped"] for r in recs] == [False, True, False]
+
+
 def test_repeated_nonfinite_raises_clear_error(tmp_path, data):
     tok, splits = data
     tr = Trainer(tiny_cfg(tmp_path, max_nonfinite=3), splits=splits, tokenizer=tok)

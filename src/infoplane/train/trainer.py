@@ -296,13 +296,19 @@ class Trainer:
                 ce = out.loss
                 loss = ce
                 mbe_vals: dict[int, float] = {}
-                if penalise:
-                    pen, mbe_vals = mbe_penalty(out.hidden_states, layers, cfg.patch_size)
-                    loss = ce + cfg.mbe_weight * pen  # L = L_CE + lambda * MBE (mbe-and-gapt.md §1.2)
-                elif need_mbe:
-                    mbe_vals = _mbe_per_layer(out.hidden_states, layers, cfg.patch_size)
-                if do_align and k == 0:
-                    align = self._alignment(ce, out.hidden_states)
+                finite = bool(torch.isfinite(ce))
+                try:
+                    if finite and penalise:
+                        pen, mbe_vals = mbe_penalty(out.hidden_states, layers, cfg.patch_size)
+                        loss = ce + cfg.mbe_weight * pen  # L = L_CE + lambda * MBE (mbe-and-gapt.md §1.2)
+                    elif finite and need_mbe:
+                        mbe_vals = _mbe_per_layer(out.hidden_states, layers, cfg.patch_size)
+                    if finite and do_align and k == 0:
+                        align = self._alignment(ce, out.hidden_states)
+                except ValueError as exc:  # the MBE estimator rejects non-finite hidden states
+                    if "finite" not in str(exc):
+                        raise
+                    loss = ce * float("nan")
                 bad = self._any_rank(not bool(torch.isfinite(loss)))
                 if bad:
                     skipped = True
