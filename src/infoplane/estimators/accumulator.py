@@ -19,6 +19,7 @@ so bf16/fp16 input loses no mass.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -42,6 +43,20 @@ __all__ = ["SoftEntropyAccumulator", "SoftEntropyResult", "PreparedLabels"]
 
 _FORMAT = "infoplane.SoftEntropyAccumulator/1"
 _EPOCHS = itertools.count(1)  # globally unique ids: PreparedLabels are bound to one accumulator state
+
+
+@contextlib.contextmanager
+def _serial_cpu(device: torch.device):
+    """Run the enclosed CPU ops with one intra-op thread (restored afterwards); no-op on other devices."""
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _entr_sum(p: torch.Tensor) -> torch.Tensor:
@@ -139,9 +154,9 @@ class _LabelSet:
 
     def __init__(self, n_layers: int, n_bins: int, device: torch.device, null: bool) -> None:
         self.n_layers, self.n_bins, self.device, self.null = n_layers, n_bins, device, null
-        self.keys_sorted = torch.zeros(0, dtype=torch.int64)
-        self.rows_sorted = torch.zeros(0, dtype=torch.int64)
-        self.keys_by_row = torch.zeros(1, dtype=torch.int64)  # row 0 = trash, key unused
+        self.keys_sorted = np.zeros(0, dtype=np.int64)
+        self.rows_sorted = np.zeros(0, dtype=np.int64)
+        self._keys_by_row = np.zeros(16, dtype=np.int64)  # row 0 = trash/singletons, key unused
         self.n_rows = 1
         self.cap = 0
         self.sums = torch.zeros(0, n_layers, n_bins, dtype=torch.float64, device=device)
@@ -154,50 +169,57 @@ class _LabelSet:
         self.null_neg_sent = torch.zeros(n_layers, dtype=torch.float64, device=device)
         self.ensure_capacity(16)
 
-    # -- key table -------------------------------------------------------------------------------------
-    def map_keys(self, values: torch.Tensor) -> torch.Tensor:
-        """Rows for int64 CPU ``values >= 0`` (new keys get new rows; no Python loop over values)."""
-        if values.numel() == 0:
-            return torch.zeros(0, dtype=torch.int64)
-        uniq, inv = torch.unique(values, sorted=True, return_inverse=True)
-        k = self.keys_sorted.numel()
-        pos = torch.searchsorted(self.keys_sorted, uniq)
+    # -- key table (numpy on the CPU: single-threaded, no thread-pool stalls on tiny arrays) -------------
+    @property
+    def keys_by_row(self) -> np.ndarray:
+        """int64 ``[n_rows]``: the label value of each row (row 0 is the singleton/trash row)."""
+        return self._keys_by_row[: self.n_rows]
+
+    def _append_keys(self, new_keys: np.ndarray) -> None:
+        need = self.n_rows + len(new_keys)
+        if need > len(self._keys_by_row):  # amortised doubling
+            grown = np.zeros(max(need, 2 * len(self._keys_by_row)), dtype=np.int64)
+            grown[: self.n_rows] = self._keys_by_row[: self.n_rows]
+            self._keys_by_row = grown
+        self._keys_by_row[self.n_rows : need] = new_keys
+        self.n_rows = need
+
+    def map_keys(self, values: np.ndarray) -> np.ndarray:
+        """Rows for int64 ``values >= 0`` (new keys get new rows; vectorised, no loop over values)."""
+        if values.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        uniq, inv = np.unique(values, return_inverse=True)
+        k = len(self.keys_sorted)
+        pos = np.searchsorted(self.keys_sorted, uniq)
         if k:
-            found = (pos < k) & (self.keys_sorted[pos.clamp(max=k - 1)] == uniq)
+            found = (pos < k) & (self.keys_sorted[np.minimum(pos, k - 1)] == uniq)
         else:
-            found = torch.zeros(uniq.shape, dtype=torch.bool)
-        row_u = torch.empty_like(uniq)
+            found = np.zeros(uniq.shape, dtype=bool)
+        row_u = np.empty_like(uniq)
         row_u[found] = self.rows_sorted[pos[found]]
         new = ~found
         n_new = int(new.sum())
         if n_new:
-            new_rows = torch.arange(self.n_rows, self.n_rows + n_new, dtype=torch.int64)
+            new_rows = np.arange(self.n_rows, self.n_rows + n_new, dtype=np.int64)
             row_u[new] = new_rows
             new_keys = uniq[new]
             # merge the sorted new keys into the sorted table: O(K + n_new), vectorised
-            ins = pos[new] + torch.arange(n_new, dtype=torch.int64)
-            keep = torch.ones(k + n_new, dtype=torch.bool)
-            keep[ins] = False
-            ks = torch.empty(k + n_new, dtype=torch.int64)
-            rs = torch.empty(k + n_new, dtype=torch.int64)
-            ks[ins], rs[ins] = new_keys, new_rows
-            ks[keep], rs[keep] = self.keys_sorted, self.rows_sorted
-            self.keys_sorted, self.rows_sorted = ks, rs
-            self.keys_by_row = torch.cat([self.keys_by_row, new_keys])
-            self.n_rows += n_new
-        return row_u[inv]
+            self.keys_sorted = np.insert(self.keys_sorted, pos[new], new_keys)
+            self.rows_sorted = np.insert(self.rows_sorted, pos[new], new_rows)
+            self._append_keys(new_keys)
+        return row_u[inv.reshape(-1)]
 
-    def set_keys(self, keys_by_row: torch.Tensor, name: str = "") -> None:
+    def set_keys(self, keys_by_row: np.ndarray, name: str = "") -> None:
         """Install a key table whose row ``r`` (1-based) holds ``keys_by_row[r - 1]`` (state loading)."""
-        k = keys_by_row.numel()
-        order = torch.argsort(keys_by_row)
+        k = len(keys_by_row)
+        order = np.argsort(keys_by_row, kind="stable")
         ks = keys_by_row[order]
         if k > 1 and bool((ks[1:] == ks[:-1]).any()):
             raise ValueError(f"state dict label set {name!r} has duplicate keys")
         if k and int(ks[0]) < 0:
             raise ValueError(f"state dict label set {name!r} has negative keys (singletons have no rows)")
-        self.keys_sorted, self.rows_sorted = ks, order + 1
-        self.keys_by_row = torch.cat([torch.zeros(1, dtype=torch.int64), keys_by_row])
+        self.keys_sorted, self.rows_sorted = ks, (order + 1).astype(np.int64)
+        self._keys_by_row = np.concatenate([np.zeros(1, dtype=np.int64), keys_by_row])
         self.n_rows = k + 1
 
     def ensure_capacity(self, n_rows: int) -> None:
@@ -217,11 +239,11 @@ class _LabelSet:
         return out
 
     def nbytes(self) -> int:
-        ts = [self.sums, self.row_n, self.neg_n, self.neg_sent, self.null_neg_sent,
-              self.keys_sorted, self.rows_sorted, self.keys_by_row]
+        ts = [self.sums, self.row_n, self.neg_n, self.neg_sent, self.null_neg_sent]
         if self.null_sums is not None:
             ts.append(self.null_sums)
-        return sum(t.numel() * t.element_size() for t in ts)
+        tables = self.keys_sorted.nbytes + self.rows_sorted.nbytes + self._keys_by_row.nbytes
+        return sum(t.numel() * t.element_size() for t in ts) + tables
 
 
 class SoftEntropyAccumulator:
@@ -356,20 +378,19 @@ class SoftEntropyAccumulator:
             n = int(first.shape[0]) if hasattr(first, "shape") and len(first.shape) else len(first)
         rows: dict[str, torch.Tensor] = {}
         negs: dict[str, torch.Tensor | None] = {}
-        tensors = {name: as_label_tensor(sets[name], n, f"labels[{name!r}]") for name in names}
+        arrays = {name: as_label_tensor(sets[name], n, f"labels[{name!r}]").numpy() for name in names}
         for name in names:
-            lab = tensors[name]
+            lab = arrays[name]
             s = self._get_set(name)
             neg = lab < 0
-            if bool(neg.any()):
-                r = torch.zeros(n, dtype=torch.int64)
-                pos = ~neg
-                r[pos] = s.map_keys(lab[pos])
-                negs[name] = neg
+            if neg.any():
+                r = np.zeros(n, dtype=np.int64)
+                r[~neg] = s.map_keys(lab[~neg])
+                negs[name] = torch.from_numpy(neg)
             else:
                 r = s.map_keys(lab)
                 negs[name] = None
-            rows[name] = r
+            rows[name] = torch.from_numpy(r)
         self._label_names = names
         perm = torch.randperm(n, generator=self._null_gen) if self.null else None
         return PreparedLabels(names=names, n=n, rows=rows, neg=negs, perm=perm, epoch=self._epoch)
@@ -407,25 +428,22 @@ class SoftEntropyAccumulator:
         norms = row_norms(zc)  # [Lb, N]
         check_finite_nonzero(norms, z)
         wt = self._wt(zc.device, dt)
-        shape = (n, lb, self.n_bins)
+        shape = (lb, n, self.n_bins)
         t = self._workspace("logits", shape, dt, zc.device)
-        for l in range(lb):  # one GEMM per layer written straight into the [N, L, m] layout
-            torch.mm(zc[l], wt, out=t[:, l, :])
-        inv = norms.reciprocal_().T.unsqueeze(-1)  # [N, Lb, 1]
+        torch.mm(zc.reshape(lb * n, -1), wt, out=t.view(lb * n, self.n_bins))  # one GEMM for all layers
+        inv = norms.reciprocal_().unsqueeze(-1)  # [Lb, N, 1]
         shift = t.amax(-1, keepdim=True).mul_(inv)  # row max of cosine / eps
         torch.addcmul(shift.neg_(), t, inv, out=t)  # t = cos/eps - max_j cos/eps <= 0 (ref. doc 1, step 3)
-        e = self._workspace("exp" if dt != torch.float64 else "p64", shape, dt, zc.device)
+        e = self._workspace("exp", shape, dt, zc.device)
         torch.exp(t, out=e)  # unnormalised softmax, max entry exactly 1
         z_sum = e.sum(-1)  # Z_i = sum_j e^{t_ij}
         # H(p_i) = -sum_j p_ij log p_ij = log Z_i - sum_j e_ij t_ij / Z_i  (log p_ij = t_ij - log Z_i);
         # no per-element logarithm and no cancellation, as t <= 0
         et = t.mul_(e).sum(-1)
-        ent = (z_sum.log() - et / z_sum).to(torch.float64)  # [N, Lb] nats
-        if dt == torch.float64:
-            p = e
-        else:
-            p = self._workspace("p64", shape, torch.float64, zc.device)
-            p.copy_(e)
+        ent = (z_sum.log() - et / z_sum).to(torch.float64).T  # [N, Lb] nats
+        # float64 assignments in the [N, L, m] layout, so one index_add_ row covers all layers
+        p = self._workspace("p64", (n, lb, self.n_bins), torch.float64, zc.device)
+        p.copy_(e.transpose(0, 1))
         # normalise in float64 so every row sums to 1 to float64 precision (no mass lost or gained)
         p.div_(p.sum(-1, keepdim=True))
         return p, ent
@@ -495,8 +513,23 @@ class SoftEntropyAccumulator:
             self._counts[lsel] += p.sum(0).squeeze(0) if z.dim() == 2 else p.sum(0)  # c = sum_i p_i
             return
         # with labels, c = sum_i p_i is the sum of any label set's rows (row 0 holds the singletons)
+        with _serial_cpu(device):  # index_add_ is several times slower with intra-op threads on the CPU
+            self._add_rows(prepared, p, ent, layer if z.dim() == 2 else None, lsel)
+
+    def _add_rows(
+        self, prepared: PreparedLabels, p: torch.Tensor, ent: torch.Tensor, layer: int | None, lsel: Any
+    ) -> None:
+        """Segment sums of ``p [N, Lb, m]`` into every label set's float64 rows (one index_add_ per set).
+
+        ``layer`` is the layer of a single-layer update (``None`` when all layers are updated).
+        """
+        device = p.device
+        n, lb = p.shape[0], p.shape[1]
+
+        def total(x: torch.Tensor) -> torch.Tensor:  # sum over samples, shaped like the lsel slot
+            return x.sum(0).squeeze(0) if layer is not None else x.sum(0)
+
         rows_d, neg_d, perm_d = prepared.on(device)
-        lb = z3.shape[0]
         ones = torch.ones(n, lb, dtype=torch.float64, device=device)
         flat = p.view(n, lb * self.n_bins)
         for name in prepared.names:
@@ -510,9 +543,9 @@ class SoftEntropyAccumulator:
                 s.sums[:, layer, :].index_add_(0, rows, flat)
                 s.row_n[:, layer].index_add_(0, rows, ones[:, 0])
             neg = neg_d[name]
-            if neg is not None:
+            if neg is not None:  # singletons: no rows, H(Z|x) = H(p_i)
                 s.neg_n[lsel] += neg.sum().to(torch.float64)
-                s.neg_sent[lsel] += ent[neg].sum(0).squeeze(0) if z.dim() == 2 else ent[neg].sum(0)
+                s.neg_sent[lsel] += total(ent[neg])
             if s.null_sums is not None:
                 prow = rows[perm_d]  # permuted labels: sample i gets the label of sample perm[i]
                 if lb == self.n_layers:
@@ -520,8 +553,7 @@ class SoftEntropyAccumulator:
                 else:
                     s.null_sums[:, layer, :].index_add_(0, prow, flat)
                 if neg is not None:
-                    pneg = neg[perm_d]
-                    s.null_neg_sent[lsel] += ent[pneg].sum(0).squeeze(0) if z.dim() == 2 else ent[pneg].sum(0)
+                    s.null_neg_sent[lsel] += total(ent[neg[perm_d]])
 
     # ------------------------------------------------------------------ results
     def compute(self) -> SoftEntropyResult:
@@ -620,10 +652,10 @@ class SoftEntropyAccumulator:
             os_ = other._sets[name]
             s = self._get_set(name)
             k = os_.n_rows - 1
-            rows = torch.zeros(k + 1, dtype=torch.int64)
-            rows[1:] = s.map_keys(os_.keys_by_row[1:])
+            rows_np = np.zeros(k + 1, dtype=np.int64)
+            rows_np[1:] = s.map_keys(os_.keys_by_row[1:])
             s.ensure_capacity(s.n_rows)
-            rows = rows.to(device)
+            rows = torch.from_numpy(rows_np).to(device)
             s.sums.index_add_(0, rows, os_.sums[: k + 1].to(device))
             s.row_n.index_add_(0, rows, os_.row_n[: k + 1].to(device))
             if s.null_sums is not None:
@@ -640,7 +672,7 @@ class SoftEntropyAccumulator:
             s = self._sets[name]
             k = s.n_rows
             entry = {
-                "keys": s.keys_by_row[1:k].clone(),
+                "keys": torch.from_numpy(s.keys_by_row[1:k].copy()),
                 "singleton_sums": s.sums[0].cpu().clone(),
                 "sums": s.sums[1:k].cpu().clone(),
                 "row_n": s.row_n[1:k].cpu().clone(),
@@ -696,7 +728,7 @@ class SoftEntropyAccumulator:
             s = self._get_set(name)
             keys = e["keys"]
             k = keys.numel()
-            s.set_keys(keys.to(torch.int64), name)
+            s.set_keys(keys.to(torch.int64).numpy().copy(), name)
             s.ensure_capacity(k + 1)
             s.sums[1 : k + 1] = e["sums"].to(device)
             s.sums[0] = e["singleton_sums"].to(device)
