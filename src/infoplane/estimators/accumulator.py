@@ -431,10 +431,17 @@ class SoftEntropyAccumulator:
         shape = (lb, n, self.n_bins)
         t = self._workspace("logits", shape, dt, zc.device)
         torch.mm(zc.reshape(lb * n, -1), wt, out=t.view(lb * n, self.n_bins))  # one GEMM for all layers
+        with _serial_cpu(zc.device):
+            return self._normalise(t, norms)
+
+    def _normalise(self, t: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw logits ``t = z W^T / eps`` ``[Lb, N, m]`` (overwritten) -> (p, per-sample entropy)."""
+        lb, n, _ = t.shape
+        dt = t.dtype
         inv = norms.reciprocal_().unsqueeze(-1)  # [Lb, N, 1]
         shift = t.amax(-1, keepdim=True).mul_(inv)  # row max of cosine / eps
         torch.addcmul(shift.neg_(), t, inv, out=t)  # t = cos/eps - max_j cos/eps <= 0 (ref. doc 1, step 3)
-        e = self._workspace("exp", shape, dt, zc.device)
+        e = self._workspace("exp", t.shape, dt, t.device)
         torch.exp(t, out=e)  # unnormalised softmax, max entry exactly 1
         z_sum = e.sum(-1)  # Z_i = sum_j e^{t_ij}
         # H(p_i) = -sum_j p_ij log p_ij = log Z_i - sum_j e_ij t_ij / Z_i  (log p_ij = t_ij - log Z_i);
@@ -442,7 +449,7 @@ class SoftEntropyAccumulator:
         et = t.mul_(e).sum(-1)
         ent = (z_sum.log() - et / z_sum).to(torch.float64).T  # [N, Lb] nats
         # float64 assignments in the [N, L, m] layout, so one index_add_ row covers all layers
-        p = self._workspace("p64", (n, lb, self.n_bins), torch.float64, zc.device)
+        p = self._workspace("p64", (n, lb, self.n_bins), torch.float64, t.device)
         p.copy_(e.transpose(0, 1))
         # normalise in float64 so every row sums to 1 to float64 precision (no mass lost or gained)
         p.div_(p.sum(-1, keepdim=True))
