@@ -140,3 +140,11 @@ def test_native_checkpoint(tmp_path):
     res = analyze(path, TEXTS, **{**KW, "max_tokens": 100})
     assert res.metadata["n_hidden_states"] == 3 and res.metadata["step"] == 7
     assert {r["step"] for r in res.rows} == {7}
+
+
+def test_all_layers_update_equals_per_layer_updates(tiny_llama, char_tok):
+    per_layer = analyze(tiny_llama, TEXTS, tokenizer=char_tok, **KW)
+    buffered = analyze(tiny_llama, TEXTS, tokenizer=char_tok, all_layers_update=True, **KW)
+    a, b = _values(per_layer), _values(buffered)
+    assert a.keys() == b.keys()
+    np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=0, atol=1e-12)

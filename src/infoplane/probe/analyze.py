@@ -383,19 +383,35 @@ def _make_accumulator(dim: int, n_layers: int, n_bins: int, seed: int, temperatu
 
 
 def run_plan(model: torch.nn.Module, plan: ProbePlan, acc: Any, batch_indices: Sequence[int] | None = None,
-             progress: bool = True, device: str | torch.device = "cpu", desc: str = "probe") -> float:
-    """Forward the plan's batches (all, or ``batch_indices``) with hooks feeding ``acc``; returns seconds."""
+             progress: bool = True, device: str | torch.device = "cpu", desc: str = "probe",
+             all_layers_update: bool = False) -> float:
+    """Forward the plan's batches (all, or ``batch_indices``) with hooks feeding ``acc``; returns seconds.
+
+    ``all_layers_update=False``: every hook calls ``acc.update(z [N, d], labels, layer=l)`` and drops
+    ``z`` (memory: one hidden state). ``True``: hooks copy ``z`` into an ``[L, N, d]`` buffer and the last
+    hook makes one ``acc.update`` for all layers (about 2x less accumulator time; memory: L hidden states
+    of the batch's valid positions).
+    """
     from tqdm.auto import tqdm
 
     sites = find_hidden_sites(model)
-    state: dict[str, Any] = {"prepared": None}
+    n_hidden = len(sites)
+    state: dict[str, Any] = {"prepared": None, "buf": None}
 
     def sink(layer: int, z: torch.Tensor) -> None:
         acc.update(z, state["prepared"], layer=layer)
 
+    def buffered_sink(layer: int, z: torch.Tensor) -> None:
+        buf = state["buf"]
+        if buf is None or buf.shape[1:] != z.shape or buf.dtype != z.dtype or buf.device != z.device:
+            buf = state["buf"] = torch.empty((n_hidden, *z.shape), dtype=z.dtype, device=z.device)
+        buf[layer].copy_(z)
+        if layer == n_hidden - 1:
+            acc.update(buf, state["prepared"])
+
     idx = list(range(len(plan.batches))) if batch_indices is None else list(batch_indices)
     t0 = time.perf_counter()
-    cap = HiddenStateCapture(model, sink, sites)
+    cap = HiddenStateCapture(model, buffered_sink if all_layers_update else sink, sites)
     with cap:
         for i in tqdm(idx, desc=desc, disable=not progress, unit="batch"):
             b = plan.batches[i]
@@ -446,6 +462,7 @@ def analyze(
     out_dir: str | os.PathLike | None = None,
     shard: tuple[int, int] | None = None,
     group: Any = None,
+    all_layers_update: bool = False,
 ) -> ProbeResult:
     """Soft entropy H(Z), I(X_n; Z), I(Z; Y_n) and per-sequence-label MI of every hidden state of ``model``.
 
@@ -464,6 +481,8 @@ def analyze(
         out_dir: if given, results are written there (``probe.csv``, ``probe_plane.csv``, ``probe.json``).
         shard, group: ``(rank, world_size)`` -> this process forwards every ``world_size``-th batch and the
             accumulators are summed across ``group`` (see :mod:`infoplane.probe.distributed`).
+        all_layers_update: buffer the batch's L hidden states (selected positions only) and update all
+            layers at once: faster accumulation, more memory (see :func:`run_plan`).
     Returns:
         :class:`ProbeResult` (values normalised by log m, as in the paper).
     """
@@ -492,7 +511,8 @@ def analyze(
         indices = shard_indices(len(plan.batches), *shard)
     name = model_name or _default_name(loaded)
     step = step if step is not None else loaded.step
-    seconds = run_plan(net, plan, acc, indices, progress, device, desc=name)
+    seconds = run_plan(net, plan, acc, indices, progress, device, desc=name,
+                       all_layers_update=all_layers_update)
     if shard is not None:
         acc.sync(group)
     result = acc.compute()
@@ -508,7 +528,7 @@ def analyze(
         "calibration": calibration if temperature is None else "given",
         "reference_hash": result.reference_hash,
         "hidden_dim": dims[0], "n_hidden_states": len(dims), "hidden_sites": [s.name for s in sites],
-        "null": null, "shard": list(shard) if shard else None,
+        "null": null, "shard": list(shard) if shard else None, "all_layers_update": all_layers_update,
         "forward_seconds": round(seconds, 3), "total_seconds": round(time.perf_counter() - t_start, 3),
         "versions": versions(),
     }
