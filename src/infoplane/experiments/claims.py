@@ -190,6 +190,8 @@ def evaluate_claims(summaries: Mapping[str, Mapping[str, Any]],
         row.update(v)
         for key in ("unit", "scale", "treatment_label", "baseline_label", "note"):
             row[key] = meas.get(key, "")
+        row["paired"] = bool(meas.get("paired", False))
+        row["null"] = float(meas.get("null", 0.0))
         row["treatment"] = list(meas.get("treatment", []))
         row["baseline"] = list(meas["baseline"]) if meas.get("baseline") is not None else None
         rows.append(row)

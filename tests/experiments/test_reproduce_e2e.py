@@ -1,0 +1,99 @@
+"""End-to-end: ``infoplane reproduce --quick`` (test-sized via ``--set``) -> report content; then resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from infoplane.cli import main
+from infoplane.experiments.claims import verdict
+from infoplane.io import read_json
+from infoplane.report.html import check_self_contained
+
+pytestmark = pytest.mark.slow
+
+# even smaller than --quick, so the whole test stays around a minute on 2 shared cores
+TINY = [
+    "cycles.steps=30", "cycles.seeds=[0,1]", "cycles.align_every=5", "cycles.smooth=3",
+    "lm_gapt.steps=40", "lm_gapt.seeds=[0,1]", "lm_gapt.eval_every=20", "lm_gapt.eval_batches=2",
+    'lm_gapt.checkpoint_steps="log:3"', "arithmetic.steps=40", "arithmetic.seeds=[0,1]",
+    "arithmetic.n_train=500", "arithmetic.n_val=100", "arithmetic.n_test=100", "arithmetic.n_test_ood=100",
+    "arithmetic.eval_every=20", "arithmetic.d_model=32", "forgetting.seeds=[0,1,2]",
+    "forgetting.pretrain_steps=50", "forgetting.finetune_steps=80", "forgetting.n_train=512",
+    "forgetting.n_eval=256", "plane_over_training.max_tokens=256",
+]
+ONLY = ["1", "2", "3", "4", "5"]  # experiment 6 (SmolLM2 load ~40 s) has its own skip test
+
+
+def _args(out):
+    args = ["reproduce", "--quick", "--out", str(out), "--jobs", "2", "--only", *ONLY]
+    for s in TINY:
+        args += ["--set", s]
+    return args
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    rc = main(_args(out))
+    return out, rc
+
+
+def test_reproduce_quick_report_content(quick_run):
+    out, rc = quick_run
+    assert rc == 0
+    manifest = read_json(out / "results" / "run_manifest.json")
+    assert manifest["failed"] == {}
+    assert set(manifest["experiments"]) == {"cycles", "lm_gapt", "arithmetic", "forgetting",
+                                            "plane_over_training"}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert check_self_contained(html) == []
+    # the claims table is the first table and lists every claim
+    first_table = html.index("<table")
+    assert html.find('class="claims"') == first_table + len("<table ")
+    assert "Claims and verdicts" in html
+    claims = read_json(out / "results" / "claims.json")["claims"]
+    assert len(claims) == 10
+    for c in claims:
+        assert c["statement"][:40] in html.replace("&#x27;", "'")
+        if c["experiment"] == "pretrained":
+            assert c["verdict"] == "not run"
+            continue
+        assert c["verdict"] in ("holds", "does not hold", "inconclusive"), c
+        assert c["n_treatment"] >= 2
+        assert all(math.isfinite(x) for x in c["treatment"])
+        assert c["baseline"] is None or all(math.isfinite(x) for x in c["baseline"])
+        assert math.isfinite(c["effect"]) and math.isfinite(c["se"])
+        # the verdict recomputed from the stored numbers matches the report
+        again = verdict(c["treatment"], c["baseline"], c["direction"], paired=c["paired"], null=c["null"])
+        assert again["verdict"] == c["verdict"]
+        s, se = c["signed_effect"], c["se"]
+        assert (c["verdict"] == "holds") == (s > 2 * se)
+        assert (c["verdict"] == "does not hold") == (s < -2 * se)
+    # every run experiment has a section with embedded figures and its tables on disk
+    assert len(re.findall(r'src="data:image/png;base64,', html)) >= 6
+    for name in ("cycles", "lm_gapt", "arithmetic", "forgetting", "plane_over_training"):
+        assert f'<section id="{name}">' in html
+        summary = read_json(out / "results" / f"{name}.json")
+        assert summary["versions"]["torch"] and summary["wall_time_s"] > 0
+        for t in summary["tables"]:
+            assert (out / "results" / t).is_file()
+    assert (out / "results" / "claims.csv").is_file()
+    assert list((out / "figures").glob("*.png"))
+
+
+def test_reproduce_resume_skips_finished(quick_run):
+    out, _ = quick_run
+    before = {p.name: p.read_bytes() for p in (out / "results").glob("*.done.json")}
+    assert main(_args(out)) == 0
+    manifest = read_json(out / "results" / "run_manifest.json")
+    assert sorted(manifest["skipped"]) == sorted(manifest["experiments"])
+    assert {p.name: p.read_bytes() for p in (out / "results").glob("*.done.json")} == before
+    # a changed config reruns only that experiment
+    assert main(_args(out) + ["--set", "forgetting.lr=0.02"]) == 0
+    manifest = read_json(out / "results" / "run_manifest.json")
+    assert [n for n, r in manifest["experiments"].items() if r["status"] == "done"] == ["forgetting"]
+    assert json.loads((out / "results" / "forgetting.json").read_text())["config"]["lr"] == 0.02
