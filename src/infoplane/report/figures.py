@@ -114,7 +114,9 @@ def fig_lm_gapt(results: Path, figs: Path) -> list[tuple[Path, str]]:
             s, v = _mean_curve(curves, arm, key)
             if s.size:
                 k = max(1, s.size // 40)
-                v = np.convolve(v, np.ones(k) / k, mode="same") if k > 1 else v
+                if k > 1:  # centred moving average, normalised at the edges
+                    v = np.convolve(v, np.ones(k), mode="same") / np.convolve(np.ones_like(v), np.ones(k),
+                                                                              mode="same")
                 ax.plot(s, v, color=_ARM_COLORS[arm], lw=1, label=arm)
     axes[0].set_title("training CE (mean over seeds)", fontsize=9)
     axes[1].set_title("training MBE, regularised layers (mean over seeds)", fontsize=9)
