@@ -194,6 +194,18 @@ def run_experiment(name: str, cfg: Any, root: str | Path,
     return summary
 
 
+def fresh_dir(path: str | Path) -> Path:
+    """Remove ``path`` (a run directory under ``DIR/runs/<experiment>/``) if it exists and recreate it empty,
+    so that a rerun never mixes its checkpoints with those of an interrupted or differently configured run."""
+    import shutil
+
+    p = Path(path)
+    if p.exists():
+        shutil.rmtree(p)
+    p.mkdir(parents=True)
+    return p
+
+
 def mean_over(rows: Sequence[dict[str, Any]], key: str, **where: Any) -> float:
     """Mean of ``row[key]`` over rows matching all ``where`` items (NaN when none)."""
     vals = [float(r[key]) for r in rows if all(r.get(k) == v for k, v in where.items())]

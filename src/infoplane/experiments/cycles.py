@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from infoplane.experiments.common import ExperimentPaths, Progress, lm_data, summarize
+from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
 from infoplane.io import atomic_write_csv
 
 NAME = "cycles"
@@ -133,7 +133,7 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
                          block_size=cfg.block_size, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                          warmup_steps=cfg.warmup_steps, objective="ce", patch_size=cfg.patch_size,
                          log_mbe=False, eval_every=0, eval_batches=4, checkpoint_steps="final", seed=seed,
-                         out_dir=str(paths.runs / f"seed{seed}"), progress=False)
+                         out_dir=str(fresh_dir(paths.runs / f"seed{seed}")), progress=False)
         probe = AlignmentProbe(xb, yb, cfg.align_every, cfg.patch_size)
         res = Trainer(tc, splits=splits, tokenizer=tok, callbacks=[probe]).run()
         for r in probe.rows:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from infoplane.experiments.common import ExperimentPaths, Progress, lm_data, summarize
+from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
 from infoplane.io import atomic_write_csv
 
 NAME = "lm_gapt"
@@ -105,7 +105,7 @@ def run(cfg: LMGaptConfig, paths: ExperimentPaths, log: Progress) -> dict:
     results, curves = [], []
     for seed in cfg.seeds:
         for arm in cfg.arms:
-            out = run_dir(paths, arm, seed)
+            out = fresh_dir(run_dir(paths, arm, seed))
             tr = Trainer(train_config(cfg, arm, seed, out), splits=splits, tokenizer=tok)
             res = tr.run()
             recs = read_log(res.log_path)

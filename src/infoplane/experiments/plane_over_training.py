@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infoplane.experiments.common import ExperimentPaths, Progress, lm_data, summarize
+from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
 from infoplane.io import atomic_write_csv, read_json
 
 NAME = "plane_over_training"
@@ -97,7 +97,7 @@ def run(cfg: PlaneConfig, paths: ExperimentPaths, log: Progress) -> dict:
         if r["arm"] not in cfg.arms:
             continue
         ckpt_root = paths.root / r["run_dir"] / "checkpoints"
-        out = paths.runs / f"{r['arm']}_seed{r['seed']}"
+        out = fresh_dir(paths.runs / f"{r['arm']}_seed{r['seed']}")
         res = sweep(str(ckpt_root), corpus=val_texts, out_dir=out, resume=False, progress=False,
                     orders=tuple(cfg.orders), max_tokens=cfg.max_tokens, seq_len=cfg.seq_len,
                     batch_size=cfg.batch_size, n_bins=cfg.n_bins, seed=cfg.seed, null=cfg.null)
