@@ -234,8 +234,9 @@ class _LabelSet:
 
     @staticmethod
     def _grow(t: torch.Tensor, cap: int) -> torch.Tensor:
-        out = torch.zeros((cap, *t.shape[1:]), dtype=t.dtype, device=t.device)
-        out[: t.shape[0]] = t
+        out = torch.empty((cap, *t.shape[1:]), dtype=t.dtype, device=t.device)
+        out[: t.shape[0]] = t  # copy the old rows, zero only the new ones
+        out[t.shape[0] :].zero_()
         return out
 
     def nbytes(self) -> int:
