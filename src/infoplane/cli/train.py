@@ -5,6 +5,7 @@ Examples::
     infoplane train --steps 1500 --objective gapt --out runs/gapt          # embedded KJV, BPE 2048
     infoplane train --config cfg.yaml --seed 1                            # a config file, one override
     infoplane train --out runs/gapt --resume                              # continue from the last checkpoint
+    torchrun --nproc_per_node 2 $(which infoplane) train --out runs/ddp   # data-parallel on CPU (gloo)
 """
 
 from __future__ import annotations
@@ -118,7 +119,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from infoplane.train.trainer import Trainer
 
-    res = Trainer(cfg, resume=args.resume).run()
+    trainer = Trainer(cfg, resume=args.resume)  # under torchrun: one process per rank (gloo), DDP
+    res = trainer.run()
+    if trainer.rank != 0:
+        return 0
     ce = "n/a" if res.final_val_ce is None else f"{res.final_val_ce:.4f}"
     mbe = "n/a" if res.final_val_mbe_mean is None else f"{res.final_val_mbe_mean:.4f}"
     print(f"done: {res.steps} steps, {res.tokens} CE tokens, val CE {ce} nats, layer-mean val MBE {mbe}, "
