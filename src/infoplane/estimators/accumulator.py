@@ -427,7 +427,8 @@ class SoftEntropyAccumulator:
         dt = torch.float64 if z.dtype == torch.float64 else torch.float32
         zc = z.to(dt)
         norms = row_norms(zc)  # [Lb, N]
-        check_finite_nonzero(norms, z)
+        with _serial_cpu(zc.device):  # small reductions: one thread avoids thread-pool stalls
+            check_finite_nonzero(norms, z)
         wt = self._wt(zc.device, dt)
         shape = (lb, n, self.n_bins)
         t = self._workspace("logits", shape, dt, zc.device)
