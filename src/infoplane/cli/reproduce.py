@@ -62,8 +62,9 @@ def _configs(names: list[str], size: str, overrides: dict[str, dict[str, Any]]) 
     return cfgs
 
 
-def _run_one(name: str, cfg: Any, out: str, force: bool, threads: int) -> dict[str, Any]:
-    """Run one experiment (in a worker process or inline); never raises."""
+def _run_one(name: str, size: str, overrides: dict[str, dict[str, Any]], out: str, force: bool,
+             threads: int) -> dict[str, Any]:
+    """Build the config and run one experiment (in a child process or inline); never raises."""
     t0 = time.perf_counter()
     try:
         import torch
@@ -72,6 +73,7 @@ def _run_one(name: str, cfg: Any, out: str, force: bool, threads: int) -> dict[s
         from infoplane.experiments.common import run_experiment
         from infoplane.experiments.registry import get
 
+        cfg = _configs([name], size, overrides)[name]
         summary = run_experiment(name, cfg, out, get(name).run_fn(), force=force)
         return {"name": name, "status": "skipped" if summary.get("resumed") else "done",
                 "wall_time_s": time.perf_counter() - t0, "skipped_reason": summary.get("skipped_reason")}
@@ -79,6 +81,14 @@ def _run_one(name: str, cfg: Any, out: str, force: bool, threads: int) -> dict[s
         traceback.print_exc()
         return {"name": name, "status": "failed", "wall_time_s": time.perf_counter() - t0,
                 "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _child(conn: Any, *args: Any) -> None:
+    """Entry point of a child process: run one experiment and send its result dict through ``conn``."""
+    try:
+        conn.send(_run_one(*args))
+    finally:
+        conn.close()
 
 
 def reproduce(out: str | os.PathLike, size: str = "full", only: list[str] | None = None, jobs: int = 1,
@@ -93,7 +103,7 @@ def reproduce(out: str | os.PathLike, size: str = "full", only: list[str] | None
     (out / "results").mkdir(parents=True, exist_ok=True)
     specs = resolve(only)
     names = [n for n in _ORDER if n in {s.name for s in specs}]
-    cfgs = _configs(names, size, overrides or {})
+    _configs(names, size, overrides or {})  # validate sizes and overrides before starting any process
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
@@ -112,38 +122,49 @@ def reproduce(out: str | os.PathLike, size: str = "full", only: list[str] | None
                 report({"name": name, "status": "failed", "wall_time_s": 0.0,
                         "error": f"depends on {dep}, which failed"})
                 continue
-            report(_run_one(name, cfgs[name], str(out), force, threads))
+            report(_run_one(name, size, overrides or {}, str(out), force, threads))
     else:
         import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from multiprocessing.connection import wait
 
         ctx = mp.get_context("spawn")  # no fork after torch initialised its thread pools
         pending = list(names)
-        running: dict[Any, str] = {}
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            while pending or running:
-                for name in list(pending):
-                    if len(running) >= jobs:
-                        break
-                    dep = _DEPENDS.get(name)
-                    if dep in names and dep not in results:
-                        continue  # wait for the dependency
-                    pending.remove(name)
-                    if dep in results and results[dep]["status"] == "failed":
-                        report({"name": name, "status": "failed", "wall_time_s": 0.0,
-                                "error": f"depends on {dep}, which failed"})
-                        continue
-                    running[pool.submit(_run_one, name, cfgs[name], str(out), force, threads)] = name
-                if not running:
+        running: dict[str, tuple[Any, Any, float]] = {}
+        while pending or running:
+            for name in list(pending):
+                if len(running) >= jobs:
+                    break
+                dep = _DEPENDS.get(name)
+                if dep in names and dep not in results:
+                    continue  # wait for the dependency
+                pending.remove(name)
+                if dep in results and results[dep]["status"] == "failed":
+                    report({"name": name, "status": "failed", "wall_time_s": 0.0,
+                            "error": f"depends on {dep}, which failed"})
                     continue
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    name = running.pop(fut)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(send, name, size, overrides or {}, str(out), force,
+                                                        threads), name=f"reproduce-{name}")
+                proc.start()
+                send.close()
+                running[name] = (proc, recv, time.perf_counter())
+            if not running:
+                continue
+            wait([r[1] for r in running.values()] + [r[0].sentinel for r in running.values()])
+            for name, (proc, recv, t_start) in list(running.items()):
+                msg = None
+                if recv.poll():
                     try:
-                        report(fut.result())
-                    except Exception as exc:  # worker crashed
-                        report({"name": name, "status": "failed", "wall_time_s": 0.0,
-                                "error": f"worker crashed: {type(exc).__name__}: {exc}"})
+                        msg = recv.recv()
+                    except EOFError:
+                        msg = None
+                elif proc.is_alive():
+                    continue
+                proc.join()
+                recv.close()
+                del running[name]
+                report(msg or {"name": name, "status": "failed", "wall_time_s": time.perf_counter() - t_start,
+                               "error": f"worker process exited with code {proc.exitcode}"})
     total = time.perf_counter() - t0
     manifest = {
         "size": size, "jobs": jobs, "threads_per_job": threads, "started_at": started,

@@ -77,5 +77,9 @@ def make_config(spec: ExperimentSpec, size: str, overrides: dict[str, Any] | Non
     if overrides:
         import dataclasses
 
+        known = {f.name for f in dataclasses.fields(cfg)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"{spec.name}: unknown config field(s) {unknown}; expected some of {sorted(known)}")
         cfg = dataclasses.replace(cfg, **overrides)
     return cfg
