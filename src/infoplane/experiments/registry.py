@@ -80,6 +80,7 @@ def make_config(spec: ExperimentSpec, size: str, overrides: dict[str, Any] | Non
         known = {f.name for f in dataclasses.fields(cfg)}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise ValueError(f"{spec.name}: unknown config field(s) {unknown}; expected some of {sorted(known)}")
+            raise ValueError(f"{spec.name}: unknown config field(s) {unknown}; "
+                             f"expected some of {sorted(known)}")
         cfg = dataclasses.replace(cfg, **overrides)
     return cfg
