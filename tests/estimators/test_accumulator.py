@@ -420,3 +420,14 @@ def test_functional_and_accumulator_agree():
     res = acc.compute()
     for layer in range(L):
         assert res.entropy[layer] == pytest.approx(float(soft_entropy(z[layer], n_bins=M)), abs=1e-12)
+
+
+def test_scratch_buffers_reused_across_batch_sizes():
+    z, labels = _data()
+    one = _acc()
+    one.update(z, labels)
+    acc = _acc()
+    for a, b in [(0, 200), (200, 210), (210, N)]:  # a large batch, then smaller ones, then a free
+        acc.update(z[:, a:b], {k: v[a:b] for k, v in labels.items()})
+        acc.free_workspace()
+    _assert_same(acc.compute(), one.compute())

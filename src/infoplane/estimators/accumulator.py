@@ -9,6 +9,15 @@ Sufficient statistics (reference doc section 5, "additive statistics"), per laye
 Everything reported is a function of these sums, so any split of the data into batches, shards or
 merged accumulators gives the one-batch result up to float64 rounding.
 
+Memory: every label row costs ``L * m * 8`` bytes (24.8 KB at L = 31, m = 100), so label values that
+occur once in the whole data set should be passed as negative values (a label pre-pass): they are then
+exact singletons without rows. ``state_nbytes()`` reports the state; scratch buffers of about
+``16 * L * N * m`` bytes are kept between updates (``free_workspace()`` drops them).
+
+CPU threading: the GEMM and the row norms use torch's intra-op threads; the element-wise normalisation,
+the input checks and the ``index_add_`` segment sums run with one thread (temporarily set and restored),
+which is several times faster than the thread pool for these memory-bound ops on a shared machine.
+
 Layout: the row sums of a label set live in one float64 buffer ``[rows, L, m]`` (row 0 is a
 trash row that absorbs the singleton samples), so one ``index_add_`` per label set and batch covers
 all layers; rows grow by doubling. Label values (arbitrary int64) are mapped to rows once per batch
@@ -616,16 +625,20 @@ class SoftEntropyAccumulator:
         out = torch.zeros(L, dtype=torch.float64)
         out_null = torch.zeros(L, dtype=torch.float64) if s.null_sums is not None else None
         chunk = max(1, (1 << 22) // (L * self.n_bins))
-        for a in range(1, s.n_rows, chunk):
-            b = min(s.n_rows, a + chunk)
-            rn = s.row_n[a:b]
-            for buf, acc in ((s.sums, out), (s.null_sums, out_null)):
-                if buf is None:
-                    continue
-                x = buf[a:b]
-                tot = x.sum(-1, keepdim=True)
-                hx = _entr_sum(x / tot.clamp_min(1e-300))  # H(Z | X = x) in nats
-                acc += (rn * hx).sum(0).cpu()
+        with _serial_cpu(s.sums.device):
+            for a in range(1, s.n_rows, chunk):
+                b = min(s.n_rows, a + chunk)
+                rn = s.row_n[a:b]
+                used = rn > 0
+                for buf, acc in ((s.sums, out), (s.null_sums, out_null)):
+                    if buf is None:
+                        continue
+                    x = buf[a:b]
+                    tot = x.sum(-1)
+                    xlogx = x.clamp_min(1e-300).log_().mul_(x).sum(-1)
+                    # H(C_x / T_x) = log T_x - sum_j C_xj log C_xj / T_x   (nats; H(Z | X = x))
+                    hx = torch.where(used, tot.clamp_min(1e-300).log() - xlogx / tot.clamp_min(1e-300), 0.0)
+                    acc += (rn * hx).sum(0).cpu()
         return out, out_null
 
     # ------------------------------------------------------------------ merge / state
