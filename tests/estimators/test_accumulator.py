@@ -431,3 +431,22 @@ def test_scratch_buffers_reused_across_batch_sizes():
         acc.update(z[:, a:b], {k: v[a:b] for k, v in labels.items()})
         acc.free_workspace()
     _assert_same(acc.compute(), one.compute())
+
+
+@settings(max_examples=10, deadline=None)
+@given(cuts=st.lists(st.integers(1, N - 1), max_size=5, unique=True), layerwise=st.booleans())
+def test_any_split_equals_one_batch_property(cuts, layerwise):
+    z, labels = _data()
+    one = _acc(null=False)
+    one.update(z, labels)
+    acc = _acc()
+    edges = [0, *sorted(cuts), N]
+    for a, b in zip(edges, edges[1:]):
+        part = {k: v[a:b] for k, v in labels.items()}
+        if layerwise:
+            pl = acc.prepare_labels(part)
+            for layer in range(L):
+                acc.update(z[layer, a:b], pl, layer=layer)
+        else:
+            acc.update(z[:, a:b], part)
+    _assert_same(acc.compute(), one.compute())
