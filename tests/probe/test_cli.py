@@ -39,7 +39,7 @@ def test_analyze_sweep_plot(model_dir, tmp_path, capsys):
     ckpt = run / "step_00000005"
     common = ["--corpus", str(corpus), "--orders", "1", "2", "--max-tokens", "150", "--seq-len", "40",
               "--batch-size", "4", "--quiet", "--sequence-labels", "genre"]
-    assert main(["analyze", str(ckpt), *common, "--out", str(tmp_path / "a")]) == 0
+    assert main(["analyze", str(ckpt), *common, "--all-layers-update", "--out", str(tmp_path / "a")]) == 0
     rows = read_csv(tmp_path / "a" / "probe.csv")
     assert {r["label_set"] for r in rows} == {"input_1", "output_1", "input_2", "output_2", "genre"}
     assert (tmp_path / "a" / "information_plane.png").is_file()

@@ -42,6 +42,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gguf-file", default=None, help="GGUF file name inside the MODEL directory")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow custom modelling code shipped with a checkpoint (off by default)")
+    p.add_argument("--all-layers-update", action="store_true",
+                   help="keep the batch's hidden states (analysed positions only) until the last layer and "
+                        "update the statistics once per batch: about 2x faster accumulation, more memory")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -50,7 +53,7 @@ def _analyze_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"orders": args.orders, "max_tokens": args.max_tokens, "seq_len": args.seq_len,
             "batch_size": args.batch_size, "n_bins": args.n_bins, "seed": args.seed, "null": not args.no_null,
             "sequence_labels": args.sequence_labels or None, "device": args.device,
-            "trust_remote_code": args.trust_remote_code}
+            "trust_remote_code": args.trust_remote_code, "all_layers_update": args.all_layers_update}
 
 
 def _summary(plane: list[dict[str, Any]]) -> str:
