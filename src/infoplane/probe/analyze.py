@@ -491,6 +491,8 @@ def analyze(
         model, tokenizer, gguf_file=gguf_file, trust_remote_code=trust_remote_code, device=device)
     tok = tokenizer if tokenizer is not None else loaded.tokenizer
     net = loaded.model
+    param = next(net.parameters(), None)
+    device = param.device if param is not None else torch.device(device)  # inputs follow the model
     if padding_side == "left" and not _accepts(net.forward, "attention_mask"):
         raise ValueError(f"{type(net).__name__}.forward takes no attention_mask: only right padding is valid")
     pad_id = 0
