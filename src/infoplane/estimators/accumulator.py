@@ -168,6 +168,7 @@ class _LabelSet:
         self._keys_by_row = np.zeros(16, dtype=np.int64)  # row 0 = trash/singletons, key unused
         self.n_rows = 1
         self.cap = 0
+        self.zeroed = 0  # rows [0, zeroed) are initialised
         self.sums = torch.zeros(0, n_layers, n_bins, dtype=torch.float64, device=device)
         self.row_n = torch.zeros(0, n_layers, dtype=torch.float64, device=device)
         self.null_sums = (
@@ -232,20 +233,25 @@ class _LabelSet:
         self.n_rows = k + 1
 
     def ensure_capacity(self, n_rows: int) -> None:
-        if n_rows <= self.cap:
-            return
-        new_cap = max(n_rows, 2 * self.cap, 16)  # amortised doubling
-        self.sums = self._grow(self.sums, new_cap)
-        self.row_n = self._grow(self.row_n, new_cap)
-        if self.null_sums is not None:
-            self.null_sums = self._grow(self.null_sums, new_cap)
-        self.cap = new_cap
+        """Make rows ``[0, n_rows)`` available and zeroed. Capacity doubles (amortised); rows beyond the
+        used ones stay uninitialised and untouched (no page faults for the overshoot on the CPU)."""
+        if n_rows > self.cap:
+            new_cap = max(n_rows, 2 * self.cap, 16)  # amortised doubling
+            self.sums = self._grow(self.sums, new_cap, self.zeroed)
+            self.row_n = self._grow(self.row_n, new_cap, self.zeroed)
+            if self.null_sums is not None:
+                self.null_sums = self._grow(self.null_sums, new_cap, self.zeroed)
+            self.cap = new_cap
+        if n_rows > self.zeroed:
+            for t in (self.sums, self.row_n, self.null_sums):
+                if t is not None:
+                    t[self.zeroed : n_rows].zero_()
+            self.zeroed = n_rows
 
     @staticmethod
-    def _grow(t: torch.Tensor, cap: int) -> torch.Tensor:
+    def _grow(t: torch.Tensor, cap: int, used: int) -> torch.Tensor:
         out = torch.empty((cap, *t.shape[1:]), dtype=t.dtype, device=t.device)
-        out[: t.shape[0]] = t  # copy the old rows, zero only the new ones
-        out[t.shape[0] :].zero_()
+        out[:used] = t[:used]  # copy the rows in use only
         return out
 
     def nbytes(self) -> int:
