@@ -254,10 +254,11 @@ class _LabelSet:
         out[:used] = t[:used]  # copy the rows in use only
         return out
 
-    def nbytes(self) -> int:
-        ts = [self.sums, self.row_n, self.neg_n, self.neg_sent, self.null_neg_sent]
+    def nbytes(self, reserved: bool = False) -> int:
+        rows = self.cap if reserved else self.n_rows
+        ts = [self.sums[:rows], self.row_n[:rows], self.neg_n, self.neg_sent, self.null_neg_sent]
         if self.null_sums is not None:
-            ts.append(self.null_sums)
+            ts.append(self.null_sums[:rows])
         tables = self.keys_sorted.nbytes + self.rows_sorted.nbytes + self._keys_by_row.nbytes
         return sum(t.numel() * t.element_size() for t in ts) + tables
 
@@ -357,10 +358,11 @@ class SoftEntropyAccumulator:
             return self._counts + s.sums[: s.n_rows].sum(0)
         return self._counts.clone()
 
-    def state_nbytes(self) -> int:
-        """Bytes held by the statistics (allocated buffers, including label key tables)."""
+    def state_nbytes(self, reserved: bool = False) -> int:
+        """Bytes of the statistics: label rows in use plus key tables (``reserved=True``: the allocated
+        capacity, up to 2x the rows in use; on the CPU the unused part is never touched)."""
         base = sum(t.numel() * t.element_size() for t in (self._n, self._counts, self._sent))
-        return base + sum(s.nbytes() for s in self._sets.values())
+        return base + sum(s.nbytes(reserved) for s in self._sets.values())
 
     # ------------------------------------------------------------------ labels
     def _check_names(self, names: tuple[str, ...]) -> None:
