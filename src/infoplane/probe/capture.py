@@ -88,7 +88,9 @@ def find_hidden_sites(model: nn.Module) -> list[HiddenSite]:
                          "or a hidden_modules() method")
     norm = None
     norm_name = ""
-    for attr in _FINAL_NORM_NAMES:
+    # HF replaces hidden_states[-1] by the final-norm output unless config.tie_last_hidden_states is False
+    tie_last = getattr(getattr(model, "config", None), "tie_last_hidden_states", True)
+    for attr in _FINAL_NORM_NAMES if tie_last is not False else ():
         mod = getattr(base, attr, None)
         if isinstance(mod, nn.Module):
             norm, norm_name = mod, attr
