@@ -77,3 +77,19 @@ def test_interrupted_sweep_resumes_without_recomputing(run_dir, tmp_path):
     assert again == []
     with pytest.raises(ValueError, match="other settings"):
         sweep(run_dir, IDS, out_dir=out, progress=False, **{**KW, "seed": 1})
+
+
+def test_sweep_over_native_checkpoints(tmp_path):
+    ckpt = pytest.importorskip("infoplane.train.checkpoint")
+    from infoplane.data.tokenizer import ByteTokenizer
+    from infoplane.train.model import GPT, GPTConfig
+
+    for step in (10, 1000):
+        model = GPT(GPTConfig(vocab_size=256, n_layer=2, n_head=2, d_model=16, block_size=64, seed=step))
+        ckpt.save_checkpoint(tmp_path / "checkpoints", step, model, tokenizer=ByteTokenizer())
+    res = sweep(tmp_path / "checkpoints", TEXTS, out_dir=tmp_path / "out", progress=False, **KW)
+    assert [c["step"] for c in res.metadata["checkpoints"]] == [10, 1000]
+    assert sorted({r["step"] for r in res.rows}) == [10, 1000]
+    hashes = {m["weights_sha256"] for m in res.metadata["per_checkpoint"].values()}
+    refs = {m["reference_hash"] for m in res.metadata["per_checkpoint"].values()}
+    assert len(hashes) == 2 and len(refs) == 1  # different weights, same reference points
