@@ -450,3 +450,38 @@ def test_any_split_equals_one_batch_property(cuts, layerwise):
         else:
             acc.update(z[:, a:b], part)
     _assert_same(acc.compute(), one.compute())
+
+
+def test_layer_by_layer_staging_partial_and_flush_points():
+    z, labels = _data()
+    part = {k: v[:100] for k, v in labels.items()}
+    rest = {k: v[100:] for k, v in labels.items()}
+    acc = _acc()
+    acc.update(z[:, :100], part)
+    pl = acc.prepare_labels(rest)
+    acc.update(z[1, 100:], pl, layer=1)  # only layer 1 of the second batch: staged, then flushed
+    state = acc.state_dict()  # flush point
+    res = acc.compute()
+    assert list(res.n_samples_per_layer) == [100, N, 100]
+    for layer in range(L):
+        single = SoftEntropyAccumulator(D, n_bins=M)
+        stop = N if layer == 1 else 100
+        single.update(z[layer, :stop], {k: v[:stop] for k, v in labels.items()})
+        one = single.compute()
+        assert res.entropy[layer] == pytest.approx(one.entropy[0], abs=1e-12)
+        for k in labels:
+            assert res.mi[k][layer] == pytest.approx(one.mi[k][0], abs=1e-12)
+    again = _acc()
+    again.load_state_dict(state)
+    _assert_same(again.compute(), res)
+    # layer-by-layer updates (interleaved with another accumulator) merge like one [L, N, d] update
+    a, b = _acc(), _acc()
+    pb = b.prepare_labels(labels)
+    for layer in range(L):
+        b.update(z[layer], pb, layer=layer)
+        if layer == 0:
+            a.update(z, labels)
+    a.merge(b)
+    both = _acc()
+    both.update(torch.cat([z, z], 1), {k: np.concatenate([v, v]) for k, v in labels.items()})
+    _assert_same(a.compute(), both.compute())

@@ -324,6 +324,7 @@ class SoftEntropyAccumulator:
     def reset(self) -> None:
         """Clear all statistics and label tables (keeps W and temperature)."""
         self._epoch = next(_EPOCHS)
+        self._stage: dict[str, Any] | None = None  # layer-by-layer batch waiting for its other layers
         self._null_gen = torch.Generator().manual_seed(self.null_seed)
         self._label_names: tuple[str, ...] | None = None
         self._sets: dict[str, _LabelSet] = {}
@@ -353,6 +354,7 @@ class SoftEntropyAccumulator:
 
     def total_counts(self) -> torch.Tensor:
         """``c = sum_i p_i`` per layer, float64 ``[L, m]`` (sums to the number of samples per layer)."""
+        self._flush()
         if self._label_names:
             s = self._sets[self._label_names[0]]
             return self._counts + s.sums[: s.n_rows].sum(0)
@@ -433,6 +435,7 @@ class SoftEntropyAccumulator:
 
     def free_workspace(self) -> None:
         """Drop the scratch buffers kept between updates (about 16 bytes per element of ``[L, N, m]``)."""
+        self._flush()
         self._ws = {}
 
     def _assign(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -539,8 +542,49 @@ class SoftEntropyAccumulator:
             self._counts[lsel] += p.sum(0).squeeze(0) if z.dim() == 2 else p.sum(0)  # c = sum_i p_i
             return
         # with labels, c = sum_i p_i is the sum of any label set's rows (row 0 holds the singletons)
+        if z.dim() == 2 and self.n_layers > 1:
+            self._stage_layer(prepared, p, ent, layer)
+            return
+        self._flush()
         with _serial_cpu(device):  # index_add_ is several times slower with intra-op threads on the CPU
             self._add_rows(prepared, p, ent, layer if z.dim() == 2 else None, lsel)
+
+    def _stage_layer(self, prepared: PreparedLabels, p: torch.Tensor, ent: torch.Tensor, layer: int) -> None:
+        """Layer-by-layer updates of one prepared batch are staged in ``[N, L, m]`` and added to the label
+        rows in one pass once every layer has arrived (same result, bitwise, as one ``[L, N, d]`` update)."""
+        st = self._stage
+        if st is not None and (st["prepared"] is not prepared or st["done"][layer]):
+            self._flush()
+            st = None
+        if st is None:
+            n = prepared.n
+            st = {
+                "prepared": prepared,
+                "p": self._workspace("stage_p", (n, self.n_layers, self.n_bins), torch.float64, p.device),
+                "ent": torch.zeros(n, self.n_layers, dtype=torch.float64, device=p.device),
+                "done": [False] * self.n_layers,
+            }
+            self._stage = st
+        st["p"][:, layer, :].copy_(p[:, 0, :])
+        st["ent"][:, layer].copy_(ent[:, 0])
+        st["done"][layer] = True
+        if all(st["done"]):
+            self._flush()
+
+    def _flush(self) -> None:
+        """Add a staged (possibly incomplete) layer-by-layer batch to the label rows."""
+        st, self._stage = self._stage, None
+        if st is None:
+            return
+        prepared, p, ent = st["prepared"], st["p"], st["ent"]
+        with _serial_cpu(p.device):
+            if all(st["done"]):
+                self._add_rows(prepared, p, ent, None, slice(None))
+                return
+            for layer, done in enumerate(st["done"]):
+                if done:
+                    self._add_rows(prepared, p[:, layer : layer + 1].contiguous(),
+                                   ent[:, layer : layer + 1], layer, layer)
 
     def _add_rows(
         self, prepared: PreparedLabels, p: torch.Tensor, ent: torch.Tensor, layer: int | None, lsel: Any
@@ -584,6 +628,7 @@ class SoftEntropyAccumulator:
     # ------------------------------------------------------------------ results
     def compute(self) -> SoftEntropyResult:
         """Finalise: entropies / MI per layer and label set (all divided by log m)."""
+        self._flush()
         log_m = math.log(self.n_bins)
         n = self._n.to("cpu", torch.float64)
         counts = self.total_counts().cpu()
@@ -666,6 +711,8 @@ class SoftEntropyAccumulator:
     def merge(self, other: SoftEntropyAccumulator) -> SoftEntropyAccumulator:
         """Add ``other``'s statistics to this accumulator (same W, temperature, d, m, L). Returns self."""
         self._check_compatible(other)
+        self._flush()
+        other._flush()
         o_names = other._label_names
         if o_names is None:
             return self
@@ -697,6 +744,7 @@ class SoftEntropyAccumulator:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain CPU tensors and Python scalars (loadable with ``torch.load(weights_only=True)``)."""
+        self._flush()
         sets = {}
         for name in self._label_names or ():
             s = self._sets[name]
