@@ -446,8 +446,8 @@ class SoftEntropyAccumulator:
         lb, n, _ = z.shape
         dt = torch.float64 if z.dtype == torch.float64 else torch.float32
         zc = z.to(dt)
-        norms = row_norms(zc)  # [Lb, N]
-        with _serial_cpu(zc.device):  # small reductions: one thread avoids thread-pool stalls
+        with _serial_cpu(zc.device):  # memory-bound reductions: one thread avoids thread-pool stalls
+            norms = row_norms(zc)  # [Lb, N]
             check_finite_nonzero(norms, z)
         wt = self._wt(zc.device, dt)
         shape = (lb, n, self.n_bins)
