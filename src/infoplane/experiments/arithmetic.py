@@ -46,7 +46,7 @@ class ArithmeticConfig:
     n_layer: int = 4
     n_head: int = 4
     d_model: int = 96
-    steps: int = 800
+    steps: int = 1500
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.1

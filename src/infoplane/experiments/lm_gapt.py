@@ -44,7 +44,7 @@ class LMGaptConfig:
     d_model: int = 64
     block_size: int = 64
     batch_size: int = 16
-    steps: int = 400
+    steps: int = 600
     lr: float = 3e-3
     warmup_steps: int = 20
     mbe_weight: float = 1.0
