@@ -485,3 +485,19 @@ def test_layer_by_layer_staging_partial_and_flush_points():
     both = _acc()
     both.update(torch.cat([z, z], 1), {k: np.concatenate([v, v]) for k, v in labels.items()})
     _assert_same(a.compute(), both.compute())
+
+
+def test_cpu_threads_setting_does_not_change_results():
+    z, labels = _data()
+    ref = _acc()
+    ref.update(z, labels)
+    before = torch.get_num_threads()
+    pool = _acc(cpu_threads=None)
+    pool.update(z, labels)
+    two = _acc(cpu_threads=2)
+    two.update(z, labels)
+    assert torch.get_num_threads() == before  # restored
+    _assert_same(pool.compute(), ref.compute(), 1e-12)
+    _assert_same(two.compute(), ref.compute(), 1e-12)
+    with pytest.raises(ValueError, match="cpu_threads"):
+        _acc(cpu_threads=0)

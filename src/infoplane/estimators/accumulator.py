@@ -14,9 +14,9 @@ occur once in the whole data set should be passed as negative values (a label pr
 exact singletons without rows. ``state_nbytes()`` reports the state; scratch buffers of about
 ``16 * L * N * m`` bytes are kept between updates (``free_workspace()`` drops them).
 
-CPU threading: the GEMM and the row norms use torch's intra-op threads; the element-wise normalisation,
-the input checks and the ``index_add_`` segment sums run with one thread (temporarily set and restored),
-which is several times faster than the thread pool for these memory-bound ops on a shared machine.
+CPU threading: the GEMM uses torch's intra-op threads; the memory-bound rest (row norms, softmax, input
+checks, ``index_add_`` segment sums) runs with ``cpu_threads`` threads (default 1, set temporarily and
+restored), which was several times faster than a stalled thread pool on a shared machine.
 
 Layout: the row sums of a label set live in one float64 buffer ``[rows, L, m]`` (row 0 is a
 trash row that absorbs the singleton samples), so one ``index_add_`` per label set and batch covers
@@ -55,13 +55,14 @@ _EPOCHS = itertools.count(1)  # globally unique ids: PreparedLabels are bound to
 
 
 @contextlib.contextmanager
-def _serial_cpu(device: torch.device):
-    """Run the enclosed CPU ops with one intra-op thread (restored afterwards); no-op on other devices."""
-    if device.type != "cpu" or torch.get_num_threads() == 1:
+def _cpu_threads(device: torch.device, threads: int | None):
+    """Run the enclosed CPU ops with ``threads`` intra-op threads (restored afterwards); no-op for
+    ``threads=None``, on other devices, or when the setting already matches."""
+    if threads is None or device.type != "cpu" or torch.get_num_threads() == threads:
         yield
         return
     old = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -278,6 +279,10 @@ class SoftEntropyAccumulator:
             generator seeded with ``null_seed``). The null depends on how the data are split into batches
             (the permutation never crosses a batch boundary), so it is *not* split-invariant.
         null_seed: seed of the permutation generator.
+        cpu_threads: intra-op threads for the memory-bound work on the CPU (norms, softmax, segment sums);
+            the GEMM always uses torch's setting. Default 1: on a shared machine a thread pool that waits
+            for a descheduled thread made these ops 2-6x slower (``index_add_`` in particular). ``None``
+            keeps torch's setting (try it on a dedicated many-core machine).
 
     Label sets: the first update that carries labels fixes the set names; every later update must carry
     the same names (all samples of a set must be labelled, or H and the conditional terms would refer
@@ -300,8 +305,12 @@ class SoftEntropyAccumulator:
         n_layers: int = 1,
         null: bool = False,
         null_seed: int = 0,
+        cpu_threads: int | None = 1,
     ) -> None:
         self.dim = check_dim(dim)
+        if cpu_threads is not None and (not isinstance(cpu_threads, int) or cpu_threads < 1):
+            raise ValueError(f"cpu_threads must be None or an integer >= 1, got {cpu_threads!r}")
+        self.cpu_threads = cpu_threads
         if not isinstance(n_layers, (int, np.integer)) or isinstance(n_layers, bool) or n_layers < 1:
             raise ValueError(f"n_layers must be an integer >= 1, got {n_layers!r}")
         self.n_layers = int(n_layers)
@@ -446,14 +455,14 @@ class SoftEntropyAccumulator:
         lb, n, _ = z.shape
         dt = torch.float64 if z.dtype == torch.float64 else torch.float32
         zc = z.to(dt)
-        with _serial_cpu(zc.device):  # memory-bound reductions: one thread avoids thread-pool stalls
+        with _cpu_threads(zc.device, self.cpu_threads):  # memory-bound: see cpu_threads
             norms = row_norms(zc)  # [Lb, N]
             check_finite_nonzero(norms, z)
         wt = self._wt(zc.device, dt)
         shape = (lb, n, self.n_bins)
         t = self._workspace("logits", shape, dt, zc.device)
         torch.mm(zc.reshape(lb * n, -1), wt, out=t.view(lb * n, self.n_bins))  # one GEMM for all layers
-        with _serial_cpu(zc.device):
+        with _cpu_threads(zc.device, self.cpu_threads):
             return self._normalise(t, norms)
 
     def _normalise(self, t: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -546,7 +555,7 @@ class SoftEntropyAccumulator:
             self._stage_layer(prepared, p, ent, layer)
             return
         self._flush()
-        with _serial_cpu(device):  # index_add_ is several times slower with intra-op threads on the CPU
+        with _cpu_threads(device, self.cpu_threads):  # index_add_ is much slower with a stalled pool
             self._add_rows(prepared, p, ent, layer if z.dim() == 2 else None, lsel)
 
     def _stage_layer(self, prepared: PreparedLabels, p: torch.Tensor, ent: torch.Tensor, layer: int) -> None:
@@ -577,7 +586,7 @@ class SoftEntropyAccumulator:
         if st is None:
             return
         prepared, p, ent = st["prepared"], st["p"], st["ent"]
-        with _serial_cpu(p.device):
+        with _cpu_threads(p.device, self.cpu_threads):
             if all(st["done"]):
                 self._add_rows(prepared, p, ent, None, slice(None))
                 return
@@ -678,7 +687,7 @@ class SoftEntropyAccumulator:
         out = torch.zeros(L, dtype=torch.float64)
         out_null = torch.zeros(L, dtype=torch.float64) if s.null_sums is not None else None
         chunk = max(1, (1 << 22) // (L * self.n_bins))
-        with _serial_cpu(s.sums.device):
+        with _cpu_threads(s.sums.device, self.cpu_threads):
             for a in range(1, s.n_rows, chunk):
                 b = min(s.n_rows, a + chunk)
                 rn = s.row_n[a:b]
@@ -820,7 +829,7 @@ class SoftEntropyAccumulator:
     def _empty_like(self) -> SoftEntropyAccumulator:
         return SoftEntropyAccumulator(
             self.dim, temperature=self.temperature, reference_points=self.reference_points,
-            n_layers=self.n_layers, null=self.null, null_seed=self.null_seed,
+            n_layers=self.n_layers, null=self.null, null_seed=self.null_seed, cpu_threads=self.cpu_threads,
         )
 
     def sync(self, group: Any = None) -> SoftEntropyAccumulator:
