@@ -164,6 +164,7 @@ def main() -> None:
         for k in (
             "ours_steady",
             "ours_layerwise",
+            "ours_steady_pool",
             "ours_cold",
             "floor_batched",
             "floor_loop",
