@@ -12,7 +12,8 @@ merged accumulators gives the one-batch result up to float64 rounding.
 Memory: every label row costs ``L * m * 8`` bytes (24.8 KB at L = 31, m = 100), so label values that
 occur once in the whole data set should be passed as negative values (a label pre-pass): they are then
 exact singletons without rows. ``state_nbytes()`` reports the state; scratch buffers of about
-``16 * L * N * m`` bytes are kept between updates (``free_workspace()`` drops them).
+``16 * L * N * m`` bytes (24 with layer-by-layer updates) are kept between updates (``free_workspace()``
+drops them).
 
 CPU threading: the GEMM uses torch's intra-op threads; the memory-bound rest (row norms, softmax, input
 checks, ``index_add_`` segment sums) runs with ``cpu_threads`` threads (default 1, set temporarily and
