@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _probe_helpers import TEXTS, CharTokenizer
+from _probe_helpers import TEXTS, VOCAB, CharTokenizer
 
 from infoplane.data.corpus import Document
 from infoplane.io import file_sha256, read_csv
@@ -148,3 +148,17 @@ def test_all_layers_update_equals_per_layer_updates(tiny_llama, char_tok):
     a, b = _values(per_layer), _values(buffered)
     assert a.keys() == b.keys()
     np.testing.assert_allclose([b[k] for k in a], [a[k] for k in a], rtol=0, atol=1e-12)
+
+
+def test_seq_len_is_capped_at_the_model_context():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=24)
+    model = LlamaForCausalLM(cfg).eval()
+    with pytest.warns(UserWarning, match="exceeds the model's context length 24"):
+        res = analyze(model, TEXTS, tokenizer=CharTokenizer(), orders=(1,), max_tokens=64, seq_len=128,
+                      batch_size=4, progress=False, null=False)
+    assert res.metadata["seq_len"] == 24
+    assert res.metadata["n_samples"] == 64

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,6 +438,17 @@ def _result_rows(result: Any, model_name: str, step: int | None) -> list[dict[st
     return rows
 
 
+def model_context_length(model: torch.nn.Module) -> int | None:
+    """The longest input the model accepts (HF ``max_position_embeddings``/``n_positions``, native
+    ``block_size``), or None when the model declares no limit."""
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "block_size"):
+        value = getattr(config, key, None) if config is not None else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def analyze(
     model: str | os.PathLike | torch.nn.Module | LoadedModel,
     corpus: Any = "kjv",
@@ -498,6 +510,11 @@ def analyze(
     pad_id = 0
     if tok is not None and getattr(tok, "pad_token_id", None) is not None:
         pad_id = int(tok.pad_token_id)
+    context = model_context_length(net)
+    if context is not None and seq_len > context:  # never feed a model more positions than it was built for
+        warnings.warn(f"seq_len={seq_len} exceeds the model's context length {context}; using {context}",
+                      stacklevel=2)
+        seq_len = context
     plan = prepare_plan(corpus, tok, orders, max_tokens, seq_len, batch_size, seed, sequence_labels,
                         padding_side, pad_id, loaded.tokenizer_error)
     sites = find_hidden_sites(net)
