@@ -98,10 +98,12 @@ def describe(name: str, s: dict[str, Any]) -> list[str]:
                        f"(models selected on ID validation CE).")
         ood_ce = [st[a].get("test_ood_masked_ce", {}).get("mean") for a in st]
         ood_ex = [st[a].get("test_ood_exact", {}).get("mean") for a in st]
-        out.append("Reference point: a uniform guess over the 10 digits costs ln 10 = 2.303 nats per answer token.")
+        out.append("Reference point: a uniform guess over the 10 digits costs ln 10 = 2.303 nats per "
+                   "answer token.")
         if all(isinstance(c, float) and c > math.log(10) for c in ood_ce) and all(e == 0 for e in ood_ex):
-            out.append("Every arm's OOD masked CE exceeds ln 10 at zero OOD exact match: the OOD answers are "
-                       "confidently wrong, and a lower OOD CE means less confident errors, not correct answers.")
+            out.append("Every arm's OOD masked CE exceeds ln 10 at zero OOD exact match: the OOD answers "
+                       "are confidently wrong, and a lower OOD CE means less confident errors, not correct "
+                       "answers.")
     elif name == "forgetting" and st:
         for arm in st:
             out.append(f"{arm}: separation {m(arm, 'separation')}, old-task L1 {m(arm, 'old_loss')}, "
