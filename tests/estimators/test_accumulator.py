@@ -501,3 +501,25 @@ def test_cpu_threads_setting_does_not_change_results():
     _assert_same(two.compute(), ref.compute(), 1e-12)
     with pytest.raises(ValueError, match="cpu_threads"):
         _acc(cpu_threads=0)
+
+
+def test_null_depends_on_batch_content_not_order_or_shard():
+    g = torch.Generator().manual_seed(5)
+    batches = [(torch.randn(64, 8, generator=g), torch.randint(0, 6, (64,), generator=g)) for _ in range(3)]
+    one = SoftEntropyAccumulator(8, n_bins=16, null=True, null_seed=3)
+    for z, y in batches:
+        one.update(z, {"x": y})
+    rev = SoftEntropyAccumulator(8, n_bins=16, null=True, null_seed=3)
+    for z, y in reversed(batches):
+        rev.update(z, {"x": y})
+    shards = [SoftEntropyAccumulator(8, n_bins=16, null=True, null_seed=3) for _ in range(2)]
+    for i, (z, y) in enumerate(batches):
+        shards[i % 2].update(z, {"x": y})
+    shards[0].merge(shards[1])
+    want = one.compute().mi_null["x"][0]
+    assert rev.compute().mi_null["x"][0] == pytest.approx(want, abs=1e-12)
+    assert shards[0].compute().mi_null["x"][0] == pytest.approx(want, abs=1e-12)
+    other_seed = SoftEntropyAccumulator(8, n_bins=16, null=True, null_seed=4)
+    for z, y in batches:
+        other_seed.update(z, {"x": y})
+    assert other_seed.compute().mi_null["x"][0] != pytest.approx(want, abs=1e-9)

@@ -11,7 +11,7 @@ from _probe_helpers import TEXTS, CharTokenizer, distributed_worker, make_tiny_l
 from infoplane.probe.analyze import analyze
 from infoplane.probe.distributed import analyze_distributed, shard_indices
 
-KW = dict(orders=(1, 2), max_tokens=300, seq_len=48, batch_size=2, seed=0, null=False)
+KW = dict(orders=(1, 2), max_tokens=300, seq_len=48, batch_size=2, seed=0, null=True)
 
 
 def test_shard_indices_partition():
@@ -40,5 +40,5 @@ def test_two_gloo_processes_equal_single_process(tmp_path):
         for r in rank["rows"]:
             w = want[(r["layer"], r["label_set"])]
             assert r["n_samples"] == w["n_samples"] and r["n_labels"] == w["n_labels"]
-            for col in ("entropy", "mi", "capacity", "conditional_entropy", "singleton_mass"):
+            for col in ("entropy", "mi", "mi_null", "capacity", "conditional_entropy", "singleton_mass"):
                 assert r[col] == pytest.approx(w[col], abs=1e-12), col

@@ -30,6 +30,7 @@ so bf16/fp16 input loses no mass.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -276,10 +277,11 @@ class SoftEntropyAccumulator:
         calibration: ``"exact"`` | ``"bounds"`` | ``"leading_order"``.
         reference_points: optional ``[m, d]`` points (overrides ``n_bins``/``seed``).
         n_layers: number of layers ``L`` tracked (updates with ``z [L, N, d]`` or ``z [N, d], layer=l``).
-        null: also track a permutation-null MI per label set (labels permuted within each batch by a
-            generator seeded with ``null_seed``). The null depends on how the data are split into batches
-            (the permutation never crosses a batch boundary), so it is *not* split-invariant.
-        null_seed: seed of the permutation generator.
+        null: also track a permutation-null MI per label set: the labels of each batch are permuted within
+            the batch by a generator seeded with ``null_seed`` and a hash of the batch's labels, so the null
+            depends only on which samples share a batch -- not on batch order, process or shard -- but it
+            is *not* invariant to re-batching (the permutation never crosses a batch boundary).
+        null_seed: seed of the permutation.
         cpu_threads: intra-op threads for the memory-bound work on the CPU (norms, softmax, segment sums);
             the GEMM always uses torch's setting. Default 1: on a shared machine a thread pool that waits
             for a descheduled thread made these ops 2-6x slower (``index_add_`` in particular). ``None``
@@ -335,7 +337,6 @@ class SoftEntropyAccumulator:
         """Clear all statistics and label tables (keeps W and temperature)."""
         self._epoch = next(_EPOCHS)
         self._stage: dict[str, Any] | None = None  # layer-by-layer batch waiting for its other layers
-        self._null_gen = torch.Generator().manual_seed(self.null_seed)
         self._label_names: tuple[str, ...] | None = None
         self._sets: dict[str, _LabelSet] = {}
         self._alloc_base(self._device or torch.device("cpu"))
@@ -422,8 +423,17 @@ class SoftEntropyAccumulator:
                 negs[name] = None
             rows[name] = torch.from_numpy(r)
         self._label_names = names
-        perm = torch.randperm(n, generator=self._null_gen) if self.null else None
+        perm = self._null_permutation(arrays, n) if self.null else None
         return PreparedLabels(names=names, n=n, rows=rows, neg=negs, perm=perm, epoch=self._epoch)
+
+    def _null_permutation(self, arrays: dict[str, np.ndarray], n: int) -> torch.Tensor:
+        """Permutation of a batch for the null label sets, seeded by ``null_seed`` and its labels."""
+        h = hashlib.blake2b(str(self.null_seed).encode(), digest_size=8)
+        for name in sorted(arrays):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(arrays[name], dtype=np.int64).tobytes())
+        seed = int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
     # ------------------------------------------------------------------ update
     def _wt(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -781,7 +791,6 @@ class SoftEntropyAccumulator:
             "reference_points": self.reference_points.clone(),
             "null": self.null,
             "null_seed": self.null_seed,
-            "null_rng_state": self._null_gen.get_state(),
             "label_names": list(self._label_names) if self._label_names is not None else None,
             "n_samples": self._n.cpu().clone(),
             "counts": self.total_counts().cpu(),
@@ -809,7 +818,6 @@ class SoftEntropyAccumulator:
         if not state["label_names"]:
             self._counts += state["counts"].to(device)  # with labels, c is derived from the label rows
         self._sent += state["sample_entropy"].to(device)
-        self._null_gen.set_state(state["null_rng_state"])
         names = state["label_names"]
         self._label_names = tuple(names) if names is not None else None
         for name, e in state["label_sets"].items():
@@ -851,7 +859,5 @@ class SoftEntropyAccumulator:
             part = self._empty_like()
             part.load_state_dict(st)
             total.merge(part)
-        rng = self._null_gen.get_state()
         self.load_state_dict(total.state_dict())
-        self._null_gen.set_state(rng)
         return self
