@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from _probe_helpers import TEXTS, VOCAB, CharTokenizer
+from _probe_helpers import TEXTS, VOCAB, CharTokenizer, make_tiny_llama
 
 from infoplane.data.corpus import Document
 from infoplane.io import file_sha256, read_csv
@@ -162,3 +162,23 @@ def test_seq_len_is_capped_at_the_model_context():
                       batch_size=4, progress=False, null=False)
     assert res.metadata["seq_len"] == 24
     assert res.metadata["n_samples"] == 64
+
+
+def test_min_count_pools_rare_labels_and_never_raises_mi():
+    kw = dict(KW, orders=(1, 2, 3), null=False)
+    model = make_tiny_llama(seed=2)
+    exact = analyze(model, TEXTS, tokenizer=CharTokenizer(), **kw)
+    pooled = analyze(model, TEXTS, tokenizer=CharTokenizer(), min_count=3, **kw)
+    assert pooled.metadata["min_count"] == 3
+    stats = pooled.metadata["label_stats"]["input_3"]
+    assert 0 < stats["pooled_fraction"] <= 1 and stats["pooled_fraction"] >= stats["singleton_fraction"]
+    want = {(r["layer"], r["label_set"]): r for r in exact.rows}
+    for r in pooled.rows:
+        w = want[(r["layer"], r["label_set"])]
+        assert r["entropy"] == pytest.approx(w["entropy"], abs=1e-12)  # labels do not touch H(Z)
+        assert r["mi"] <= w["mi"] + 1e-9  # merging labels never adds information
+    tri = [r for r in pooled.rows if r["label_set"] == "input_3"]
+    assert any(r["mi"] < want[(r["layer"], "input_3")]["mi"] - 1e-6 for r in tri)
+    with pytest.raises(ValueError, match="min_count"):
+        analyze(model, TEXTS, tokenizer=CharTokenizer(), min_count=0, **kw)
+

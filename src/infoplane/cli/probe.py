@@ -36,6 +36,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="fixes the text sample and the reference directions (default: 0)")
     p.add_argument("--no-null", action="store_true",
                    help="skip the permutation-null MI (the finite-sample bias estimate shown beside each MI)")
+    p.add_argument("--min-count", type=int, default=1,
+                   help="pool n-gram labels seen fewer than this many times in the sample into one 'rare' "
+                        "label per set: less small-sample bias, lower (conservative) MI (default: 1 = no "
+                        "pooling; singletons are then handled exactly)")
     p.add_argument("--sequence-labels", nargs="*", default=[], metavar="FIELD",
                    help="per-text label fields (e.g. 'book' for kjv, or JSONL fields such as genre) whose "
                         "MI with the hidden states is also reported")
@@ -53,7 +57,8 @@ def _analyze_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"orders": args.orders, "max_tokens": args.max_tokens, "seq_len": args.seq_len,
             "batch_size": args.batch_size, "n_bins": args.n_bins, "seed": args.seed, "null": not args.no_null,
             "sequence_labels": args.sequence_labels or None, "device": args.device,
-            "trust_remote_code": args.trust_remote_code, "all_layers_update": args.all_layers_update}
+            "trust_remote_code": args.trust_remote_code, "all_layers_update": args.all_layers_update,
+            "min_count": args.min_count}
 
 
 def _summary(plane: list[dict[str, Any]]) -> str:

@@ -217,6 +217,7 @@ def prepare_plan(
     padding_side: str = "right",
     pad_id: int = 0,
     tokenizer_error: str | None = None,
+    min_count: int = 1,
 ) -> ProbePlan:
     """Sample, tokenise, batch and label the corpus (no model involved).
 
@@ -231,6 +232,8 @@ def prepare_plan(
         sequence_labels: per-text label fields of the corpus documents (e.g. ``["book"]``), or for token-id
             input a mapping ``name -> one value per sequence``; broadcast to every position of the text.
         padding_side: ``"right"`` or ``"left"`` (statistics do not depend on it).
+        min_count: n-gram labels seen fewer times in the sample are pooled into one "rare" label per set
+            (1 = no pooling; singletons are then handled exactly). Pooling can only lower MI.
     """
     orders = check_orders(orders)
     n_max = max(orders)
@@ -359,11 +362,11 @@ def prepare_plan(
         for n in orders:
             for kind in ("input", "output"):
                 name = label_set_name(kind, n)
-                b.labels[name] = counter.mark_singletons(name, b.labels[name])
+                b.labels[name] = counter.mark_singletons(name, b.labels[name], min_count)
     for n in orders:
         for kind in ("input", "output"):
             name = label_set_name(kind, n)
-            stats[name] = counter.summary(name)
+            stats[name] = counter.summary(name, min_count)
     n_samples = int(sum(int(b.positions.sum()) for b in batches))
     if n_samples == 0:
         raise ValueError(f"no valid position in the input for order {n_max}: sequences need >= {2 * n_max} "
@@ -475,6 +478,7 @@ def analyze(
     shard: tuple[int, int] | None = None,
     group: Any = None,
     all_layers_update: bool = False,
+    min_count: int = 1,
 ) -> ProbeResult:
     """Soft entropy H(Z), I(X_n; Z), I(Z; Y_n) and per-sequence-label MI of every hidden state of ``model``.
 
@@ -495,6 +499,8 @@ def analyze(
             accumulators are summed across ``group`` (see :mod:`infoplane.probe.distributed`).
         all_layers_update: buffer the batch's L hidden states (selected positions only) and update all
             layers at once: faster accumulation, more memory (see :func:`run_plan`).
+        min_count: pool n-gram labels seen fewer than this many times into one rare label per set
+            (default 1: no pooling, exact singletons). A bias-reduction option that lowers MI.
     Returns:
         :class:`ProbeResult` (values normalised by log m, as in the paper).
     """
@@ -516,7 +522,7 @@ def analyze(
                       stacklevel=2)
         seq_len = context
     plan = prepare_plan(corpus, tok, orders, max_tokens, seq_len, batch_size, seed, sequence_labels,
-                        padding_side, pad_id, loaded.tokenizer_error)
+                        padding_side, pad_id, loaded.tokenizer_error, min_count)
     sites = find_hidden_sites(net)
     dims = hidden_dims(net, sites, device)
     if len(set(dims)) != 1:
@@ -547,7 +553,8 @@ def analyze(
         "calibration": calibration if temperature is None else "given",
         "reference_hash": result.reference_hash,
         "hidden_dim": dims[0], "n_hidden_states": len(dims), "hidden_sites": [s.name for s in sites],
-        "null": null, "shard": list(shard) if shard else None, "all_layers_update": all_layers_update,
+        "null": null, "min_count": min_count, "shard": list(shard) if shard else None,
+        "all_layers_update": all_layers_update,
         "forward_seconds": round(seconds, 3), "total_seconds": round(time.perf_counter() - t_start, 3),
         "versions": versions(),
     }

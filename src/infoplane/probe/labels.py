@@ -205,20 +205,37 @@ class LabelCounter:
         new[: len(c)] += c
         self.counts[name] = new
 
-    def mark_singletons(self, name: str, ids: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Replace ids seen exactly once in the whole sample by ``-1`` (the accumulator's singleton label)."""
+    def mark_singletons(self, name: str, ids: torch.Tensor | np.ndarray, min_count: int = 1) -> torch.Tensor:
+        """Replace ids seen exactly once in the whole sample by ``-1`` (the accumulator's singleton label).
+
+        With ``min_count > 1``, every id seen fewer than ``min_count`` times is instead pooled into one shared
+        "rare" id (``pool_id``). Pooling merges labels, so the MI can only go down: a conservative estimate
+        with much less small-sample bias, but a different estimand (say so when reporting it).
+        """
+        if min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {min_count}")
         a = torch.as_tensor(np.asarray(ids, dtype=np.int64))
         counts = torch.from_numpy(self.counts[name])
+        if min_count > 1:
+            return torch.where(counts[a] < min_count, torch.full_like(a, self.pool_id(name)), a)
         return torch.where(counts[a] == 1, torch.full_like(a, SINGLETON), a)
 
-    def summary(self, name: str) -> dict[str, float]:
-        """``n_labels`` (distinct), ``n_singletons``, ``singleton_fraction`` (of samples) of one label set."""
+    def pool_id(self, name: str) -> int:
+        """The id shared by pooled rare labels of ``name`` (one past every real id)."""
+        return len(self.counts[name])
+
+    def summary(self, name: str, min_count: int = 1) -> dict[str, float]:
+        """``n_labels`` (distinct), ``n_singletons``, ``singleton_fraction`` (of samples) of one label set,
+        and with ``min_count > 1`` the ``pooled_fraction`` of samples whose label was pooled as rare."""
         c = self.counts[name]
         c = c[c > 0]
         total = int(c.sum())
         singles = int((c == 1).sum())
-        return {"n_labels": int(len(c)), "n_singletons": singles,
-                "singleton_fraction": singles / total if total else 0.0}
+        out = {"n_labels": int(len(c)), "n_singletons": singles,
+               "singleton_fraction": singles / total if total else 0.0}
+        if min_count > 1:
+            out["pooled_fraction"] = float(c[c < min_count].sum() / total) if total else 0.0
+        return out
 
 
 class SequenceLabelEncoder:
