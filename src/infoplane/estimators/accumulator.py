@@ -12,8 +12,8 @@ merged accumulators gives the one-batch result up to float64 rounding.
 Memory: every label row costs ``L * m * 8`` bytes (24.8 KB at L = 31, m = 100), so label values that
 occur once in the whole data set should be passed as negative values (a label pre-pass): they are then
 exact singletons without rows. ``state_nbytes()`` reports the state; scratch buffers of about
-``16 * L * N * m`` bytes (24 with layer-by-layer updates) are kept between updates (``free_workspace()``
-drops them).
+``12 * L * N * m`` bytes on the CPU (16 on other devices; 8 with layer-by-layer updates) are kept between
+updates (``free_workspace()`` drops them).
 
 CPU threading: the GEMM uses torch's intra-op threads; the memory-bound rest (row norms, softmax, input
 checks, ``index_add_`` segment sums) runs with ``cpu_threads`` threads (default 1, set temporarily and
@@ -454,48 +454,66 @@ class SoftEntropyAccumulator:
         return buf[:numel].view(shape)
 
     def free_workspace(self) -> None:
-        """Drop the scratch buffers kept between updates (about 16 bytes per element of ``[L, N, m]``)."""
+        """Drop the scratch buffers kept between updates (about 12 bytes per element of ``[L, N, m]``)."""
         self._flush()
         self._ws = {}
 
-    def _assign(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _assign(
+        self, z: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """z ``[Lb, N, d]`` -> (p float64 ``[N, Lb, m]``, per-sample entropy float64 ``[N, Lb]`` nats).
 
-        ``p`` is a scratch buffer, valid until the next call.
+        Written into ``out`` when given, else ``p`` is a scratch buffer, valid until the next call.
+        The per-element operations do not depend on how the layers are split (the same numbers).
         """
         lb, n, _ = z.shape
         dt = torch.float64 if z.dtype == torch.float64 else torch.float32
         zc = z.to(dt)
+        wt = self._wt(zc.device, dt)
+        m = self.n_bins
         with _cpu_threads(zc.device, self.cpu_threads):  # memory-bound: see cpu_threads
             norms = row_norms(zc)  # [Lb, N]
             check_finite_nonzero(norms, z)
-        wt = self._wt(zc.device, dt)
-        shape = (lb, n, self.n_bins)
-        t = self._workspace("logits", shape, dt, zc.device)
-        torch.mm(zc.reshape(lb * n, -1), wt, out=t.view(lb * n, self.n_bins))  # one GEMM for all layers
+        t = self._workspace("logits", (lb, n, m), dt, zc.device)
+        # on the CPU one GEMM per layer (torch's intra-op threads; faster than one tall GEMM) and the
+        # softmax one layer at a time (in cache); elsewhere one GEMM and one softmax over all layers
+        step = 1 if zc.device.type == "cpu" else lb
+        if step == 1:
+            for layer in range(lb):
+                torch.mm(zc[layer], wt, out=t[layer])
+        else:
+            torch.mm(zc.reshape(lb * n, -1), wt, out=t.view(lb * n, m))
+        if out is not None:
+            p, ent = out
+        else:
+            p = self._workspace("p64", (n, lb, m), torch.float64, zc.device)
+            ent = torch.empty(n, lb, dtype=torch.float64, device=zc.device)
+        e = self._workspace("exp", (step, n, m), dt, zc.device)
         with _cpu_threads(zc.device, self.cpu_threads):
-            return self._normalise(t, norms)
+            for a in range(0, lb, step):
+                b = a + step
+                self._normalise(t[a:b], e, norms[a:b], p[:, a:b, :].transpose(0, 1), ent[:, a:b].T)
+        return p, ent
 
-    def _normalise(self, t: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw logits ``t = z W^T / eps`` ``[Lb, N, m]`` (overwritten) -> (p, per-sample entropy)."""
-        lb, n, _ = t.shape
-        dt = t.dtype
-        inv = norms.reciprocal_().unsqueeze(-1)  # [Lb, N, 1]
+    @staticmethod
+    def _normalise(t: torch.Tensor, e: torch.Tensor, norms: torch.Tensor, p: torch.Tensor,
+                   ent: torch.Tensor) -> None:
+        """Raw logits ``t = z W^T / eps`` ``[k, N, m]`` (overwritten; ``e`` is scratch) -> ``p`` float64
+        ``[k, N, m]`` (written; a view of ``[N, L, m]``) and the per-sample entropy ``ent`` float64
+        ``[k, N]`` nats (written)."""
+        inv = norms.reciprocal_().unsqueeze(-1)  # [k, N, 1]
         shift = t.amax(-1, keepdim=True).mul_(inv)  # row max of cosine / eps
         torch.addcmul(shift.neg_(), t, inv, out=t)  # t = cos/eps - max_j cos/eps <= 0 (ref. doc 1, step 3)
-        e = self._workspace("exp", t.shape, dt, t.device)
         torch.exp(t, out=e)  # unnormalised softmax, max entry exactly 1
         z_sum = e.sum(-1)  # Z_i = sum_j e^{t_ij}
         # H(p_i) = -sum_j p_ij log p_ij = log Z_i - sum_j e_ij t_ij / Z_i  (log p_ij = t_ij - log Z_i);
         # no per-element logarithm and no cancellation, as t <= 0
         et = t.mul_(e).sum(-1)
-        ent = (z_sum.log() - et / z_sum).to(torch.float64).T  # [N, Lb] nats
-        # float64 assignments in the [N, L, m] layout, so one index_add_ row covers all layers
-        p = self._workspace("p64", (n, lb, self.n_bins), torch.float64, t.device)
-        p.copy_(e.transpose(0, 1))
-        # normalise in float64 so every row sums to 1 to float64 precision (no mass lost or gained)
+        ent.copy_(torch.log(z_sum).sub_(et.div_(z_sum)))
+        # float64 assignments in the [N, L, m] layout, so one index_add_ row covers all layers;
+        # normalised in float64 so every row sums to 1 to float64 precision (no mass lost or gained)
+        p.copy_(e)
         p.div_(p.sum(-1, keepdim=True))
-        return p, ent
 
     def update(self, z: Any, labels: Any = None, layer: int | None = None) -> None:
         """Accumulate one batch.
@@ -554,7 +572,9 @@ class SoftEntropyAccumulator:
 
         device = self._bind_device(z3.device)
         z3 = z3.to(device)
-        p, ent = self._assign(z3)  # [N, Lb, m], [N, Lb]
+        # layer-by-layer updates with labels: the softmax is written straight into the staging buffer
+        staged = prepared is not None and z.dim() == 2 and self.n_layers > 1
+        p, ent = self._assign(z3, self._stage_slot(prepared, layer, n, device) if staged else None)
         lsel = slice(None) if z.dim() == 3 else layer
         self._n[lsel] += n
         self._sent[lsel] += ent.sum(0).squeeze(0) if z.dim() == 2 else ent.sum(0)  # sum_i H(p_i)
@@ -562,34 +582,34 @@ class SoftEntropyAccumulator:
             self._counts[lsel] += p.sum(0).squeeze(0) if z.dim() == 2 else p.sum(0)  # c = sum_i p_i
             return
         # with labels, c = sum_i p_i is the sum of any label set's rows (row 0 holds the singletons)
-        if z.dim() == 2 and self.n_layers > 1:
-            self._stage_layer(prepared, p, ent, layer)
+        if staged:
+            self._stage["done"][layer] = True
+            if all(self._stage["done"]):
+                self._flush()
             return
         self._flush()
         with _cpu_threads(device, self.cpu_threads):  # index_add_ is much slower with a stalled pool
             self._add_rows(prepared, p, ent, layer if z.dim() == 2 else None, lsel)
 
-    def _stage_layer(self, prepared: PreparedLabels, p: torch.Tensor, ent: torch.Tensor, layer: int) -> None:
+    def _stage_slot(
+        self, prepared: PreparedLabels, layer: int, n: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer-by-layer updates of one prepared batch are staged in ``[N, L, m]`` and added to the label
-        rows in one pass once every layer has arrived (same result, bitwise, as one ``[L, N, d]`` update)."""
+        rows in one pass once every layer has arrived (same result, bitwise, as one ``[L, N, d]`` update).
+        Returns the (p ``[N, 1, m]``, entropy ``[N, 1]``) slots of ``layer``; the caller marks it done."""
         st = self._stage
         if st is not None and (st["prepared"] is not prepared or st["done"][layer]):
             self._flush()
             st = None
         if st is None:
-            n = prepared.n
             st = {
                 "prepared": prepared,
-                "p": self._workspace("stage_p", (n, self.n_layers, self.n_bins), torch.float64, p.device),
-                "ent": torch.zeros(n, self.n_layers, dtype=torch.float64, device=p.device),
+                "p": self._workspace("stage_p", (n, self.n_layers, self.n_bins), torch.float64, device),
+                "ent": torch.zeros(n, self.n_layers, dtype=torch.float64, device=device),
                 "done": [False] * self.n_layers,
             }
             self._stage = st
-        st["p"][:, layer, :].copy_(p[:, 0, :])
-        st["ent"][:, layer].copy_(ent[:, 0])
-        st["done"][layer] = True
-        if all(st["done"]):
-            self._flush()
+        return st["p"][:, layer : layer + 1, :], st["ent"][:, layer : layer + 1]
 
     def _flush(self) -> None:
         """Add a staged (possibly incomplete) layer-by-layer batch to the label rows."""
