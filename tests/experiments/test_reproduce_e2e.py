@@ -83,6 +83,12 @@ def test_reproduce_quick_report_content(quick_run):
             assert (out / "results" / t).is_file()
     assert (out / "results" / "claims.csv").is_file()
     assert list((out / "figures").glob("*.png"))
+    # the centered-MBE diagnostic sits beside the paper's uncentered MBE, within [0, log patch_size]
+    lm = read_json(out / "results" / "lm_gapt.json")
+    for arm, st in lm["stats"].items():
+        centered = st["val_mbe_centered"]["mean"]
+        assert 0.0 <= centered <= math.log(8) + 1e-6, (arm, centered)
+    assert "centered diagnostic" in html
 
 
 def test_reproduce_resume_skips_finished(quick_run):

@@ -94,6 +94,28 @@ def _middle_mean(mbe: dict, n_layer: int) -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
+def _val_mbe_centered(trainer: Any, patch_size: int) -> float:
+    """Layer-mean held-out MBE of the *centered* patches (a diagnostic beside the paper's uncentered MBE).
+
+    Uncentered MBE also falls when all token states share one mean direction (reference notes, MBE section
+    1.1); centering removes that trivial route, so a drop that survives centering is real compression.
+    Patches that are undefined after centering (identical rows) count as 0.
+    """
+    import torch
+
+    from infoplane.estimators import patch_matrix_entropy
+
+    model = trainer.model
+    model.eval()
+    values = []
+    with torch.no_grad():
+        for xb, _ in trainer.val:
+            for h in model(xb).hidden_states:
+                values.append(float(patch_matrix_entropy(h, patch_size=patch_size, remainder="drop_start",
+                                                         centered=True, validate=False)))
+    return sum(values) / len(values) if values else float("nan")
+
+
 def run(cfg: LMGaptConfig, paths: ExperimentPaths, log: Progress) -> dict:
     """Train every (arm, seed); writes ``lm_gapt_runs.csv`` (final values) and ``lm_gapt_curves.csv``."""
     from infoplane.train.trainer import Trainer, read_log
@@ -113,6 +135,7 @@ def run(cfg: LMGaptConfig, paths: ExperimentPaths, log: Progress) -> dict:
             row = {"arm": arm, "seed": seed, "steps": res.steps, "tokens": res.tokens,
                    "val_ce": res.final_val_ce, "val_mbe_mean": res.final_val_mbe_mean,
                    "val_mbe_middle": _middle_mean(res.final_val_mbe, cfg.n_layer),
+                   "val_mbe_centered": _val_mbe_centered(tr, cfg.patch_size),
                    "compress_fraction": n_comp / max(len(recs), 1), "n_switches": len(res.switches),
                    "wall_time_s": res.wall_time, "run_dir": str(out.relative_to(paths.root))}
             row.update({f"val_mbe_{k}": v for k, v in sorted(res.final_val_mbe.items())})
@@ -129,7 +152,8 @@ def run(cfg: LMGaptConfig, paths: ExperimentPaths, log: Progress) -> dict:
     def col(arm: str, key: str) -> list[float]:
         return [r[key] for r in results if r["arm"] == arm]
 
-    keys = ("val_ce", "val_mbe_mean", "val_mbe_middle", "compress_fraction", "n_switches", "tokens")
+    keys = ("val_ce", "val_mbe_mean", "val_mbe_middle", "val_mbe_centered", "compress_fraction", "n_switches",
+            "tokens")
     stats = {arm: {k: summarize(col(arm, k)) for k in keys} for arm in cfg.arms}
     scale = (f"GPT {cfg.n_layer} layers x d{cfg.d_model}, context {cfg.block_size}, {cfg.steps} steps x "
              f"{cfg.batch_size} seqs ({cfg.steps * cfg.batch_size * cfg.block_size:,} CE tokens/run), KJV "

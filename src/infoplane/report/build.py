@@ -86,7 +86,8 @@ def describe(name: str, s: dict[str, Any]) -> list[str]:
     elif name == "lm_gapt" and st:
         for arm in st:
             out.append(f"{arm}: held-out CE {m(arm, 'val_ce')} nats/token, layer-mean MBE "
-                       f"{m(arm, 'val_mbe_mean')} nats (middle layers {m(arm, 'val_mbe_middle')}), "
+                       f"{m(arm, 'val_mbe_mean')} nats (middle layers {m(arm, 'val_mbe_middle')}; "
+                       f"centered diagnostic {m(arm, 'val_mbe_centered')}), "
                        f"fraction of steps in compression {m(arm, 'compress_fraction')}, "
                        f"phase switches {m(arm, 'n_switches')}.")
         out.append("All arms of a seed see the same batches for the same number of steps (equal CE tokens).")
