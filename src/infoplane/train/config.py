@@ -28,6 +28,16 @@ OBJECTIVES = ("ce", "ce+mbe", "gapt")
 _SCHEDULES = ("cosine", "constant")
 
 
+def strict_from_dict(cls: Any, d: dict[str, Any]) -> Any:
+    """``cls(**d)`` for a dataclass, raising ValueError on unknown keys (so typos do not pass silently)."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; "
+                         f"expected a subset of {sorted(known)}")
+    return cls(**d)
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; ``to_dict()`` is stored in every checkpoint.
@@ -143,12 +153,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build from a (possibly partial) dict; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys {sorted(unknown)}; "
-                             f"expected a subset of {sorted(known)}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:

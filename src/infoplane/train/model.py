@@ -19,12 +19,14 @@ tokens/s on two cores (the vocabulary head dominates the cost; offline-models-an
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from infoplane.train.config import strict_from_dict
 
 __all__ = ["GPTConfig", "GPT", "GPTOutput", "GPTEmbedding", "Block"]
 
@@ -79,12 +81,7 @@ class GPTConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
         """Build from a dict; unknown keys raise ValueError (so typos do not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown GPTConfig keys {sorted(unknown)}; "
-                             f"expected a subset of {sorted(known)}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
     @property
     def head_dim(self) -> int:
