@@ -79,12 +79,16 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                   out_dir=args.out, **_analyze_kwargs(args))
     print(_summary(res.plane))
     print(f"wrote {args.out}/probe.csv, probe_plane.csv, probe.json")
+    _figures(res.plane, args)
+    return 0
+
+
+def _figures(plane: list[dict[str, Any]], args: argparse.Namespace) -> None:
     if not args.no_plots:
         from infoplane.report.plots import plot_all
 
-        plot_all(res.plane, args.out)
+        plot_all(plane, args.out)
         print(f"wrote figures to {args.out}")
-    return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -96,11 +100,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     n_all = len(res.metadata["checkpoints"])
     print(f"{n_all} checkpoints ({len(res.computed)} computed now, the rest resumed)")
     print(f"wrote {args.out}/sweep.csv, sweep_plane.csv, sweep.json")
-    if not args.no_plots:
-        from infoplane.report.plots import plot_all
-
-        plot_all(res.plane, args.out)
-        print(f"wrote figures to {args.out}")
+    _figures(res.plane, args)
     return 0
 
 
