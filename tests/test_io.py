@@ -50,6 +50,30 @@ def test_atomic_open_rejects_append_mode(tmp_path):
         pass
 
 
-def test_versions_lists_stack():
+def test_versions_report_the_installed_stack():
+    import platform
+
+    import numpy
+    import scipy
+    import tokenizers
+    import torch
+    import transformers
+
+    import infoplane
+
     v = io.versions()
-    assert {"python", "torch", "numpy", "infoplane"} <= set(v)
+    assert v["python"] == platform.python_version()
+    assert v["platform"] == platform.platform()
+    expected = {"infoplane": infoplane.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+                "scipy": scipy.__version__, "transformers": transformers.__version__,
+                "tokenizers": tokenizers.__version__}
+    assert {k: v[k] for k in expected} == expected
+
+
+def test_versions_marks_a_missing_package_absent(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy", None)  # `import scipy` now raises ImportError
+    v = io.versions()
+    assert v["scipy"] == "absent"
+    assert v["numpy"] != "absent"
