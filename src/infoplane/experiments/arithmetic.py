@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -198,3 +199,62 @@ def run(cfg: ArithmeticConfig, paths: ExperimentPaths, log: Progress) -> dict:
     }
     return {"title": "Arithmetic multiplication: ID vs OOD", "stats": stats, "claims": claims, "scale": scale,
             "tables": [paths.table("runs").name, paths.table("curves").name]}
+
+
+def describe(summary: dict) -> list[str]:
+    """Neutral sentences from the summary's numbers (per arm: ID / OOD masked CE and exact match)."""
+    import math
+
+    from infoplane.experiments.presentation import stat_pm
+
+    st = summary.get("stats", {})
+    if not st:
+        return []
+    def m(arm: str, key: str) -> str:
+        return stat_pm(st, arm, key)
+
+    out = [f"{arm}: ID test masked CE {m(arm, 'test_id_masked_ce')}, "
+           f"exact {m(arm, 'test_id_exact')}; "
+           f"OOD masked CE {m(arm, 'test_ood_masked_ce')}, exact {m(arm, 'test_ood_exact')} "
+           f"(models selected on ID validation CE)." for arm in st]
+    ood_ce = [st[a].get("test_ood_masked_ce", {}).get("mean") for a in st]
+    ood_ex = [st[a].get("test_ood_exact", {}).get("mean") for a in st]
+    # uniform guess over 10 digits: cross-entropy ln 10 nats per answer token (chance level)
+    out.append("Reference point: a uniform guess over the 10 digits costs ln 10 = 2.303 nats per "
+               "answer token.")
+    if all(isinstance(c, float) and c > math.log(10) for c in ood_ce) and all(e == 0 for e in ood_ex):
+        out.append("Every arm's OOD masked CE exceeds ln 10 at zero OOD exact match: the OOD answers "
+                   "are confidently wrong, and a lower OOD CE means less confident errors, not correct "
+                   "answers.")
+    return out
+
+
+def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
+    """ID validation curve and test metrics per arm from ``arithmetic_{curves,runs}.csv``."""
+    from infoplane.experiments.presentation import (
+        ARM_COLORS,
+        mean_curve,
+        pyplot,
+        read_table,
+        save_png,
+        seed_dots,
+    )
+
+    curves, runs = read_table(results, "arithmetic_curves"), read_table(results, "arithmetic_runs")
+    if not runs:
+        return []
+    plt = pyplot()
+    arms = [a for a in ("baseline", "gapt") if any(r["arm"] == a for r in runs)]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.3))
+    for arm in arms:
+        s, v = mean_curve(curves, arm, "val_masked_ce")
+        axes[0].plot(s, v, color=ARM_COLORS[arm], label=arm)
+    axes[0].set_title("ID validation masked answer CE", fontsize=9)
+    axes[0].set_xlabel("step")
+    axes[0].legend(fontsize=7)
+    seed_dots(axes[1], runs, arms, "test_id_masked_ce", "ID test masked CE")
+    seed_dots(axes[2], runs, arms, "test_ood_masked_ce", "OOD test masked CE")
+    seed_dots(axes[3], runs, arms, "test_id_exact", "ID test exact match")
+    return [(save_png(fig, figs / "arithmetic.png"),
+             "Multiplication: ID validation curve (model selection) and test metrics of the selected "
+             "models.")]

@@ -17,6 +17,7 @@ raw and of the smoothed (centred moving average of ``smooth`` points) series.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -170,3 +171,61 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
     return {"title": "Emergent memorization-compression cycles", "stats": stats, "per_layer": per_layer,
             "claims": claims, "scale": scale, "n_points": n_points,
             "tables": [paths.table("alignment").name, paths.table("stats").name]}
+
+
+def describe(summary: dict) -> list[str]:
+    """Neutral sentences from the summary's numbers (sign changes, mean cosine, period), for the report."""
+    from infoplane.experiments.presentation import stat_pm
+
+    st = summary.get("stats", {})
+    if not st:
+        return []
+
+    def m(arm: str, key: str) -> str:
+        return stat_pm(st, arm, key)
+
+    return [f"Smoothed layer-mean cosine sign changes per run: MBE {m('mbe', 'sign_changes')}, "
+            f"Frobenius control {m('frob', 'sign_changes')} (mean \u00b1 SE over seeds); "
+            f"raw series: MBE {m('mbe', 'sign_changes_raw')}, "
+            f"control {m('frob', 'sign_changes_raw')}.",
+            f"Mean cosine: MBE {m('mbe', 'mean_cos')}, control {m('frob', 'mean_cos')}; fraction of "
+            f"positive points: MBE {m('mbe', 'frac_positive')}, control {m('frob', 'frac_positive')}; "
+            f"zero-crossing period (steps, smoothed): MBE {m('mbe', 'period')}."]
+
+
+def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
+    """Alignment curves per seed (layer mean) and per block (first seed) from ``cycles_alignment.csv``."""
+    from infoplane.experiments.presentation import as_float, pyplot, read_table, save_png
+
+    rows = read_table(results, "cycles_alignment")
+    if not rows:
+        return []
+    plt = pyplot()
+    seeds = sorted({r["seed"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    for ax, kind, label in ((axes[0], "mbe", "MBE"), (axes[1], "frob", "Frobenius control")):
+        for s in seeds:
+            rs = [r for r in rows if r["seed"] == s]
+            ax.plot([r["step"] for r in rs], [as_float(r[f"cos_{kind}"]) for r in rs], lw=1,
+                    label=f"seed {s}")
+        ax.axhline(0, color="k", lw=0.7)
+        ax.set_xlabel("step")
+        ax.set_title(f"cos(grad CE, grad {label}), layer mean", fontsize=9)
+    axes[0].set_ylabel("cosine")
+    axes[0].legend(fontsize=7)
+    out = [(save_png(fig, figs / "cycles_alignment.png"),
+            "Gradient alignment on a fixed held-out batch during CE-only training (per seed); left: MBE, "
+            "right: Frobenius-norm control.")]
+    n_layer = len([k for k in rows[0] if k.startswith("cos_mbe_")])
+    fig, axes = plt.subplots(1, n_layer, figsize=(2.8 * n_layer, 2.8), sharey=True, squeeze=False)
+    rs = [r for r in rows if r["seed"] == seeds[0]]
+    for ax, layer in zip(axes[0], range(n_layer)):
+        ax.plot([r["step"] for r in rs], [as_float(r[f"cos_mbe_{layer}"]) for r in rs], lw=1, label="MBE")
+        ax.plot([r["step"] for r in rs], [as_float(r[f"cos_frob_{layer}"]) for r in rs], lw=1,
+                label="Frobenius")
+        ax.axhline(0, color="k", lw=0.7)
+        ax.set_title(f"block {layer}", fontsize=9)
+        ax.set_xlabel("step")
+    axes[0][0].legend(fontsize=7)
+    out.append((save_png(fig, figs / "cycles_layers.png"), f"Per-block cosines, seed {seeds[0]}."))
+    return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -201,3 +202,35 @@ def run(cfg: ForgettingConfig, paths: ExperimentPaths, log: Progress) -> dict:
     return {"title": "Catastrophic forgetting and representation separation", "stats": stats,
             "claims": claims, "tables": [paths.table("runs").name], "scale": scale,
             "mean_separation": {a: float(np.mean(col(a, "separation"))) for a in ("pretrained", *ARMS)}}
+
+
+def describe(summary: dict) -> list[str]:
+    """Neutral sentences from the summary's numbers (per arm: separation, losses, selectivity)."""
+    from infoplane.experiments.presentation import stat_pm
+
+    st = summary.get("stats", {})
+
+    def m(arm: str, key: str) -> str:
+        return stat_pm(st, arm, key)
+
+    return [f"{arm}: separation {m(arm, 'separation')}, old-task L1 {m(arm, 'old_loss')}, "
+            f"new-task L1 {m(arm, 'new_loss')}, selectivity {m(arm, 'selectivity')}, "
+            f"fraction of steps with the MBE term {m(arm, 'compress_fraction')}." for arm in st]
+
+
+def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
+    """Separation and old/new-task losses per arm (dots = seeds) from ``forgetting_runs.csv``."""
+    from infoplane.experiments.presentation import pyplot, read_table, save_png, seed_dots
+
+    runs = read_table(results, "forgetting_runs")
+    if not runs:
+        return []
+    plt = pyplot()
+    arms = [a for a in ("pretrained", "baseline", "static", "gapt") if any(r["arm"] == a for r in runs)]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    seed_dots(axes[0], runs, arms, "separation", "separation of hidden representations")
+    seed_dots(axes[1], runs, arms, "old_loss", "L1 loss on the old task")
+    seed_dots(axes[2], runs, arms, "new_loss", "L1 loss on the new task")
+    return [(save_png(fig, figs / "forgetting.png"),
+             "Conflicting tasks: separation ratio and losses after fine-tuning on the new task "
+             "(dots = seeds).")]

@@ -19,6 +19,7 @@ experiment 5.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
@@ -167,3 +168,62 @@ def run(cfg: LMGaptConfig, paths: ExperimentPaths, log: Progress) -> dict:
     return {"title": "GAPT vs baseline language model", "stats": stats, "claims": claims, "scale": scale,
             "runs": [{"arm": r["arm"], "seed": r["seed"], "run_dir": r["run_dir"]} for r in results],
             "tables": [paths.table("runs").name, paths.table("curves").name]}
+
+
+def describe(summary: dict) -> list[str]:
+    """Neutral sentences from the summary's numbers (per arm: held-out CE and MBE, phases), for the report."""
+    from infoplane.experiments.presentation import stat_pm
+
+    st = summary.get("stats", {})
+    if not st:
+        return []
+    def m(arm: str, key: str) -> str:
+        return stat_pm(st, arm, key)
+
+    out = [f"{arm}: held-out CE {m(arm, 'val_ce')} nats/token, layer-mean MBE "
+           f"{m(arm, 'val_mbe_mean')} nats (middle layers {m(arm, 'val_mbe_middle')}; "
+           f"centered diagnostic {m(arm, 'val_mbe_centered')}), "
+           f"fraction of steps in compression {m(arm, 'compress_fraction')}, "
+           f"phase switches {m(arm, 'n_switches')}." for arm in st]
+    out.append("All arms of a seed see the same batches for the same number of steps (equal CE tokens).")
+    return out
+
+
+def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
+    """Training curves (CE, MBE) and final held-out CE / MBE per arm from ``lm_gapt_{curves,runs}.csv``."""
+    import numpy as np
+
+    from infoplane.experiments.presentation import (
+        ARM_COLORS,
+        mean_curve,
+        pyplot,
+        read_table,
+        save_png,
+        seed_dots,
+    )
+
+    curves, runs = read_table(results, "lm_gapt_curves"), read_table(results, "lm_gapt_runs")
+    if not runs:
+        return []
+    plt = pyplot()
+    arms = [a for a in ("baseline", "gapt", "static") if any(r["arm"] == a for r in runs)]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.3))
+    for arm in arms:
+        for ax, key in ((axes[0], "ce"), (axes[1], "mbe_mean")):
+            s, v = mean_curve(curves, arm, key)
+            if s.size:
+                k = max(1, s.size // 40)
+                if k > 1:  # centred moving average, normalised at the edges
+                    v = np.convolve(v, np.ones(k), mode="same") / np.convolve(np.ones_like(v), np.ones(k),
+                                                                              mode="same")
+                ax.plot(s, v, color=ARM_COLORS[arm], lw=1, label=arm)
+    axes[0].set_title("training CE (mean over seeds)", fontsize=9)
+    axes[1].set_title("training MBE, regularised layers (mean over seeds)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    for ax in axes[:2]:
+        ax.set_xlabel("step")
+    seed_dots(axes[2], runs, arms, "val_ce", "held-out CE (nats/token), final")
+    seed_dots(axes[3], runs, arms, "val_mbe_mean", "held-out MBE, layer mean (nats), final")
+    return [(save_png(fig, figs / "lm_gapt.png"),
+             "Compact GPT on KJV: training curves and final held-out CE / layer-mean MBE per arm "
+             "(dots = seeds, bars = means).")]

@@ -144,3 +144,58 @@ def run(cfg: PlaneConfig, paths: ExperimentPaths, log: Progress) -> dict:
     return {"title": "Information plane over training", "stats": stats, "claims": claims, "scale": scale,
             "source": str(Path("results") / "lm_gapt.json"), "source_config_hash": lm.get("config_hash"),
             "tables": [paths.table(k).name for k in ("trajectory", "layers", "runs")]}
+
+
+def describe(summary: dict) -> list[str]:
+    """Neutral sentences from the summary's numbers (per arm: rise/fall score, final plane position)."""
+    from infoplane.experiments.presentation import stat_pm
+
+    st = summary.get("stats", {})
+
+    def m(arm: str, key: str) -> str:
+        return stat_pm(st, arm, key)
+
+    return [f"{arm}: rise/fall score {m(arm, 'score')} (slope first half {m(arm, 'slope_first')}, "
+            f"second half {m(arm, 'slope_second')} per decade of steps); final complexity "
+            f"{m(arm, 'final_complexity')}, expressivity {m(arm, 'final_expressivity')}, "
+            f"distance to the bound {m(arm, 'final_distance')}." for arm in st]
+
+
+def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
+    """Information-plane trajectories and complexity / expressivity / distance against training step, from
+    ``plane_over_training_trajectory.csv``."""
+    from infoplane.experiments.presentation import ARM_COLORS, as_float, pyplot, read_table, save_png
+
+    traj = read_table(results, "plane_over_training_trajectory")
+    if not traj:
+        return []
+    out = []
+    rows = [{**r, "model": f"{r['arm']} s{r['seed']}"} for r in traj]
+    try:
+        from infoplane.report.plots import plot_plane
+
+        paths = plot_plane(rows, figs, color_by="step", stem="plane_over_training")
+        png = [p for p in paths if p.suffix == ".png"]
+        if png:
+            out.append((png[0], "Information-plane trajectories over training (layer means, embedding "
+                                "excluded); colour = training step, dashed = bound."))
+    except Exception as exc:  # the plane figure is optional; the trajectory panel below always renders
+        print(f"report: plane figure skipped ({exc})")
+    plt = pyplot()
+    ns = sorted({int(r["n"]) for r in traj})
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
+    for key, ax in zip(("complexity", "expressivity", "distance"), axes):
+        for arm in sorted({r["arm"] for r in traj}):
+            for s in sorted({r["seed"] for r in traj}):
+                rs = sorted((r for r in traj if r["arm"] == arm and r["seed"] == s and int(r["n"]) == ns[0]),
+                            key=lambda r: r["step"])
+                if rs:
+                    ax.plot([r["step"] for r in rs], [as_float(r[key]) for r in rs], "o-", ms=3, lw=1,
+                            color=ARM_COLORS.get(arm, "0.5"), label=f"{arm}" if s == 0 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("step")
+        ax.set_title(f"{key} (n = {ns[0]}, layer mean)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    out.append((save_png(fig, figs / "plane_over_training_steps.png"),
+                "Token-level complexity, expressivity and distance to the bound against training step."))
+    return out

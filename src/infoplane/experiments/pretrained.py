@@ -12,6 +12,7 @@ When the package (or the GGUF file) is absent the experiment is recorded as skip
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from infoplane.experiments.common import ExperimentPaths, Progress, summarize
 from infoplane.io import atomic_write_csv, atomic_write_json
@@ -90,3 +91,46 @@ def run(cfg: PretrainedConfig, paths: ExperimentPaths, log: Progress) -> dict:
                 "baseline_label": "0"}},
             "probe_seconds": md.get("total_seconds"),
             "tables": [paths.table(k).name for k in ("probe", "layers", "means")]}
+
+
+def describe(summary: dict) -> list[str]:
+    """Neutral sentences from the summary's numbers (layer means per order n, optimality gain n=1 -> 2)."""
+    from infoplane.experiments.presentation import fmt, pm
+
+    if not summary.get("layer_means"):
+        return []
+    out = [f"n = {n} (layer mean, embedding excluded): H {fmt(v.get('entropy'))}, complexity "
+           f"{fmt(v.get('complexity'))}, expressivity {fmt(v.get('expressivity'))}, optimality "
+           f"{fmt(v.get('optimality'))}, back-off share {fmt(v.get('backoff_in_share_top'))}."
+           for n, v in summary["layer_means"].items()]
+    g = summary.get("stats", {}).get("optimality_gain_n2_vs_n1", {})
+    out.append(f"Per-block optimality gain from n = 1 to n = 2: {pm(g.get('mean'), g.get('se'))} "
+               f"(min {fmt(g.get('min'))}, max {fmt(g.get('max'))}, {g.get('n', 0)} blocks).")
+    return out
+
+
+def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
+    """Per-layer soft entropy, plane measures and back-off share per order n (``pretrained_layers.csv``)."""
+    from infoplane.experiments.presentation import as_float, pyplot, read_table, save_png
+
+    layers = read_table(results, "pretrained_layers")
+    if not layers:
+        return []
+    plt = pyplot()
+    ns = sorted({int(r["n"]) for r in layers})
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.3))
+    for n in ns:
+        rs = sorted((r for r in layers if int(r["n"]) == n), key=lambda r: int(r["layer"]))
+        x = [int(r["layer"]) for r in rs]
+        for ax, key in zip(axes, ("complexity", "expressivity", "optimality", "backoff_in_share_top")):
+            ax.plot(x, [as_float(r.get(key)) for r in rs], "o-", ms=2, lw=1, label=f"n = {n}")
+    rs = sorted((r for r in layers if int(r["n"]) == ns[0]), key=lambda r: int(r["layer"]))
+    axes[0].plot([int(r["layer"]) for r in rs], [as_float(r["entropy"]) for r in rs], "k--", lw=1,
+                 label="H(Z)")
+    for ax, key in zip(axes, ("complexity I(X_n;Z) and H(Z)", "expressivity I(Z;Y_n)", "optimality",
+                              "back-off share of I(X_nmax;Z)")):
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("layer (0 = embedding)")
+    axes[0].legend(fontsize=7)
+    return [(save_png(fig, figs / "pretrained_layers.png"),
+             "SmolLM2-135M on KJV: per-layer soft entropy, information-plane measures and back-off shares.")]
