@@ -12,6 +12,9 @@ measures and the GAPT trainer resolve on first access so ``import infoplane`` st
   :class:`PhaseController`, :func:`mbe_penalty`, :func:`gradient_alignment`, :func:`detect_cycles`,
   :class:`GaptLoss`, :func:`load_checkpoint`
 - data: :func:`load_corpus`, :func:`embedded_corpus`
+- statistics (verdict engine): :func:`paired_effect`, :func:`bootstrap_ci`, :func:`sign_flip_test`,
+  :func:`holm`, :class:`Precondition`, :class:`Claim`, :class:`ClaimResult`, :func:`label_permutations`,
+  :func:`compare_to_null`; verdicts for a report: ``infoplane.stats.evaluate``
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ _LAZY = {
     "gradient_alignment": "infoplane.train.alignment", "detect_cycles": "infoplane.train.alignment",
     "GaptLoss": "infoplane.train.hf", "NativeCausalLM": "infoplane.train.hf",
     "load_corpus": "infoplane.data.corpus", "embedded_corpus": "infoplane.data.corpus",
+    "paired_effect": "infoplane.stats", "bootstrap_ci": "infoplane.stats",
+    "sign_flip_test": "infoplane.stats", "holm": "infoplane.stats", "Precondition": "infoplane.stats",
+    "Claim": "infoplane.stats", "ClaimResult": "infoplane.stats",
+    "label_permutations": "infoplane.stats", "compare_to_null": "infoplane.stats",
 }
 
 __all__ = [
