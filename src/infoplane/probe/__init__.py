@@ -1,6 +1,8 @@
 """Probe: model -> information-plane statistics.
 
-* :func:`analyze` (``analyze.py``): one model, one pass, every hidden state -> :class:`ProbeResult`;
+* :class:`ProbeConfig` (``config.py``): every probe setting, once;
+* :func:`analyze` (``analyze.py``): one model, one pass, every hidden state -> :class:`ProbeResult`
+  (composes ``plan.py`` corpus -> batches -> labels, ``run.py`` forward with hooks, ``result.py``);
 * :func:`sweep` (``sweep.py``): every checkpoint of a run -> trajectory table (resumable);
 * :func:`analyze_distributed` (``distributed.py``): the same, sharded over ``torch.distributed`` ranks;
 * :func:`correlate` (``correlate.py``): measures vs downstream scores across models;
@@ -8,19 +10,26 @@
   loading (``models.py``).
 """
 
-from .analyze import ProbePlan, ProbeResult, analyze, prepare_plan, run_plan
+from .analyze import analyze
 from .capture import HiddenStateCapture, find_hidden_sites, forward_batch
+from .config import ProbeConfig
 from .correlate import correlate
 from .distributed import analyze_distributed, shard_indices
 from .labels import LabelCounter, NgramTable, ngram_tuples, valid_positions
 from .models import LoadedModel, load_model, smollm2_path
+from .plan import ProbeBatch, ProbePlan, prepare_plan
+from .result import ProbeResult
+from .run import ProbeRun, run_plan
 from .sweep import SweepResult, list_checkpoints, sweep
 
 __all__ = [
+    "ProbeConfig",
     "analyze",
     "ProbeResult",
     "ProbePlan",
+    "ProbeBatch",
     "prepare_plan",
+    "ProbeRun",
     "run_plan",
     "sweep",
     "SweepResult",

@@ -4,11 +4,24 @@ Every rank builds the same plan (same seeded text sample, same label ids from th
 singletons are global), forwards only its share of the batches (batch ``i`` goes to rank ``i % world``), and
 the accumulators' additive statistics are summed across ranks (``acc.sync``) before ``compute()``. The merged
 result therefore equals the single-process one (up to float64 summation order).
+
+Composition: :func:`~infoplane.probe.analyze.prepare` -> :func:`~infoplane.probe.run.run_plan` (this rank's
+batches) -> ``sync`` -> ``compute`` -> :func:`~infoplane.probe.analyze.finish`.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import torch
+
+from infoplane.probe.analyze import finish, prepare
+from infoplane.probe.config import ProbeConfig
+from infoplane.probe.result import ProbeResult
+from infoplane.probe.run import run_plan
 
 __all__ = ["shard_indices", "analyze_distributed"]
 
@@ -20,26 +33,50 @@ def shard_indices(n_items: int, rank: int, world_size: int) -> list[int]:
     return list(range(rank, n_items, world_size))
 
 
-def analyze_distributed(model: Any, corpus: Any = "kjv", group: Any = None, **kwargs: Any):
-    """:func:`~infoplane.probe.analyze.analyze` on the current process group; each rank gets the full result.
+def _synced_compute(acc: Any, group: Any) -> Any:
+    """The accumulator's result over all ranks of ``group``, through its one sync entry point."""
+    if "sync" in inspect.signature(acc.compute).parameters:  # torchmetrics-style: local state untouched
+        return acc.compute(sync=True, group=group)
+    acc.sync(group)  # called once per accumulator, right before compute()
+    return acc.compute()
+
+
+def analyze_distributed(
+    model: str | os.PathLike | torch.nn.Module | Any,
+    corpus: Any = "kjv",
+    config: ProbeConfig | None = None,
+    *,
+    group: Any = None,
+    tokenizer: Any = None,
+    sequence_values: Mapping[str, Sequence[Any]] | None = None,
+    model_name: str | None = None,
+    step: int | None = None,
+    device: str | torch.device = "cpu",
+    gguf_file: str | None = None,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+    out: str | os.PathLike | None = None,
+) -> ProbeResult:
+    """:func:`~infoplane.probe.analyze.analyze` on the current process group; every rank gets the full result.
 
     Requires ``torch.distributed`` to be initialised (e.g. ``init_process_group("gloo")`` or torchrun).
-    Only rank 0 shows a progress bar and writes ``out_dir`` (if given).
+    Arguments as in :func:`~infoplane.probe.analyze.analyze`, plus ``group`` (default: the world). Only rank
+    0 shows a progress bar and writes ``out`` (if given).
     """
     import torch.distributed as dist
-
-    from infoplane.probe.analyze import analyze
 
     if not (dist.is_available() and dist.is_initialized()):
         raise ValueError("torch.distributed is not initialised: call init_process_group first "
                          "(or use analyze() for a single process)")
     rank, world = dist.get_rank(group), dist.get_world_size(group)
-    out_dir = kwargs.pop("out_dir", None)
-    kwargs.setdefault("progress", rank == 0)
-    if rank != 0:
-        kwargs["progress"] = False
-    result = analyze(model, corpus, shard=(rank, world), group=group, **kwargs)
+    prepared = prepare(model, corpus, config, tokenizer=tokenizer, sequence_values=sequence_values,
+                       model_name=model_name, step=step, device=device, gguf_file=gguf_file,
+                       trust_remote_code=trust_remote_code)
+    indices = shard_indices(len(prepared.plan.batches), rank, world)
+    run = run_plan(prepared.plan, prepared.model, indices, progress=progress and rank == 0,
+                   desc=prepared.name)
+    result = finish(prepared, run, _synced_compute(run.accumulator, group), shard=(rank, world))
     result.metadata["world_size"] = world
-    if out_dir is not None and rank == 0:
-        result.save(out_dir)
+    if out is not None and rank == 0:
+        result.save(out)
     return result

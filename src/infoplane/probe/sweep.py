@@ -1,9 +1,10 @@
 """``sweep(checkpoints) -> trajectory``: the information plane of every checkpoint of a training run.
 
 Every checkpoint is analysed with the same seed, text sample and reference points, so values are comparable
-across steps. Resumable: each finished checkpoint is written atomically to ``out_dir/checkpoints/<name>.csv``
+across steps. Resumable: each finished checkpoint is written atomically to ``out/checkpoints/<name>.csv``
 (metadata first, the CSV last, so a present CSV means "done"); a rerun skips those and only computes the rest.
-The settings are stored in ``out_dir/sweep_config.json``; resuming with different settings is refused.
+The resume guard in ``out/sweep_config.json`` holds the :class:`~infoplane.probe.config.ProbeConfig`, a hash
+of the corpus *content* and the tokenizer; resuming with any of them different is refused.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from infoplane.io import atomic_write_csv, atomic_write_json, read_csv, read_json
 from infoplane.plane import PLANE_COLUMNS, plane_table
-from infoplane.probe.analyze import RESULT_COLUMNS, _columns, analyze
+from infoplane.probe.analyze import analyze
+from infoplane.probe.config import ProbeConfig
 from infoplane.probe.models import is_native_checkpoint
+from infoplane.probe.plan import corpus_content_hash, is_token_input
+from infoplane.probe.result import RESULT_COLUMNS, ordered_columns
 
 __all__ = ["Checkpoint", "list_checkpoints", "sweep", "SweepResult"]
 
@@ -101,46 +105,78 @@ def list_checkpoints(source: str | os.PathLike | Sequence[str | os.PathLike]) ->
     return sorted(out, key=lambda c: (c.step is None, c.step if c.step is not None else 0, c.name))
 
 
-def _config_hash(cfg: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+def _tokenizer_id(tokenizer: Any) -> str | None:
+    """What identifies an explicitly passed tokenizer in the resume guard (class, name, vocabulary size)."""
+    if tokenizer is None:
+        return None
+    return (f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}:"
+            f"{getattr(tokenizer, 'name_or_path', '')}:{getattr(tokenizer, 'vocab_size', '')}")
+
+
+def _guard(config: ProbeConfig, corpus: Any, sequence_values: Any, tokenizer: Any) -> dict[str, Any]:
+    """What a resumed sweep must share with the one on disk: every probe setting, the corpus *content*
+    (never its type or name: two in-memory corpora with different texts differ) and the tokenizer."""
+    guard = {"config": config.to_dict(), "corpus_sha256": corpus_content_hash(corpus, sequence_values),
+             "tokenizer": _tokenizer_id(tokenizer)}
+    guard["hash"] = hashlib.sha256(json.dumps(guard, sort_keys=True, default=str).encode()).hexdigest()
+    return guard
+
+
+def _reusable(corpus: Any) -> Any:
+    """A corpus that can be read once per checkpoint: one-shot iterables of texts become a Corpus."""
+    if isinstance(corpus, (str, os.PathLike, Mapping, list, tuple)) or is_token_input(corpus):
+        return corpus
+    from infoplane.data.corpus import Corpus, load_corpus
+
+    return corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
 
 
 def sweep(
     checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     corpus: Any = "kjv",
-    out_dir: str | os.PathLike = "sweep",
+    config: ProbeConfig | None = None,
+    *,
+    out: str | os.PathLike = "sweep",
     tokenizer: Any = None,
+    sequence_values: Mapping[str, Sequence[Any]] | None = None,
     resume: bool = True,
     progress: bool = True,
+    device: str | Any = "cpu",
     analyze_fn: Callable[..., Any] | None = None,
-    **analyze_kwargs: Any,
 ) -> SweepResult:
-    """Analyse every checkpoint and concatenate the rows into one trajectory table.
+    """Analyse every checkpoint with the same settings and concatenate the rows into one trajectory table.
 
     Args:
         checkpoints: see :func:`list_checkpoints`.
-        corpus, tokenizer, analyze_kwargs: passed to :func:`infoplane.probe.analyze.analyze` (orders,
-            max_tokens, seq_len, batch_size, n_bins, seed, null, sequence_labels, ...); identical for all.
-        out_dir: results directory: ``checkpoints/<name>.csv`` per checkpoint, then ``sweep.csv``,
+        corpus, config, tokenizer, sequence_values: as in :func:`infoplane.probe.analyze.analyze`; identical
+            for all checkpoints (same text sample and reference points, so values compare across steps).
+        out: results directory: ``checkpoints/<name>.csv`` per checkpoint, then ``sweep.csv``,
             ``sweep_plane.csv`` and ``sweep.json``.
-        resume: skip checkpoints whose CSV already exists (default). ``False`` recomputes everything.
-        analyze_fn: replaces :func:`analyze` (tests, custom runners).
+        resume: skip checkpoints whose CSV already exists (default) -- refused with a ValueError when ``out``
+            holds a sweep of other settings, another corpus content or another tokenizer. ``False``
+            recomputes everything.
+        progress, device: progress bar; device of each loaded checkpoint.
+        analyze_fn: replaces :func:`analyze` (tests, custom runners); called like it.
     """
+    config = ProbeConfig.resolve(config)
     ckpts = list_checkpoints(checkpoints)
-    out = Path(out_dir)
-    per_dir = out / "checkpoints"
+    corpus = _reusable(corpus)
+    out_dir = Path(out)
+    per_dir = out_dir / "checkpoints"
     per_dir.mkdir(parents=True, exist_ok=True)
     fn = analyze_fn or analyze
-    settings = {k: v for k, v in analyze_kwargs.items() if k not in ("progress", "device")}
-    settings["corpus"] = corpus if isinstance(corpus, (str, os.PathLike)) else type(corpus).__name__
-    cfg_path = out / "sweep_config.json"
-    cfg = {"settings": settings, "hash": _config_hash(settings)}
+    guard = _guard(config, corpus, sequence_values, tokenizer)
+    settings = {**config.to_dict(),
+                "corpus": str(corpus) if isinstance(corpus, (str, os.PathLike)) else type(corpus).__name__}
+    cfg_path = out_dir / "sweep_config.json"
     if resume and cfg_path.is_file():
         old = read_json(cfg_path)
-        if old.get("hash") != cfg["hash"]:
-            raise ValueError(f"{out} holds a sweep with other settings ({old.get('settings')}); use another "
-                             "--out directory or resume=False to start over")
-    atomic_write_json(cfg_path, cfg)
+        if old.get("hash") != guard["hash"]:
+            what = ", ".join(k for k in ("config", "corpus_sha256", "tokenizer") if old.get(k) != guard[k])
+            raise ValueError(f"{out_dir} holds a sweep with other settings (differs in: {what or 'format'}; "
+                             f"stored settings {old.get('config')}); use another output directory or "
+                             "resume=False to start over")
+    atomic_write_json(cfg_path, guard)
     rows: list[dict[str, Any]] = []
     computed: list[str] = []
     metas: dict[str, Any] = {}
@@ -150,18 +186,18 @@ def sweep(
             part = read_csv(csv_path)
             metas[c.name] = read_json(meta_path) if meta_path.is_file() else {}
         else:
-            res = fn(str(c.path), corpus, tokenizer=tokenizer, model_name=c.name, step=c.step,
-                     progress=progress, **analyze_kwargs)
+            res = fn(str(c.path), corpus, config, tokenizer=tokenizer, sequence_values=sequence_values,
+                     model_name=c.name, step=c.step, device=device, progress=progress)
             part = res.rows
             metas[c.name] = res.metadata
             atomic_write_json(meta_path, res.metadata)
-            atomic_write_csv(csv_path, part, _columns(part, RESULT_COLUMNS))  # written last = "done"
+            atomic_write_csv(csv_path, part, ordered_columns(part, RESULT_COLUMNS))  # written last = "done"
             computed.append(c.name)
         rows.extend(part)
     plane = plane_table(rows)
     metadata = {"checkpoints": [{"name": c.name, "path": str(c.path), "step": c.step} for c in ckpts],
-                "settings": settings, "per_checkpoint": metas}
-    atomic_write_csv(out / "sweep.csv", rows, _columns(rows, RESULT_COLUMNS))
-    atomic_write_csv(out / "sweep_plane.csv", plane, _columns(plane, PLANE_COLUMNS))
-    atomic_write_json(out / "sweep.json", metadata)
+                "settings": settings, "corpus_sha256": guard["corpus_sha256"], "per_checkpoint": metas}
+    atomic_write_csv(out_dir / "sweep.csv", rows, ordered_columns(rows, RESULT_COLUMNS))
+    atomic_write_csv(out_dir / "sweep_plane.csv", plane, ordered_columns(plane, PLANE_COLUMNS))
+    atomic_write_json(out_dir / "sweep.json", metadata)
     return SweepResult(rows, plane, metadata, computed)

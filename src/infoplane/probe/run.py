@@ -1,0 +1,123 @@
+"""Running a plan: forward its batches (all, or a shard's indices) with hooks feeding one accumulator.
+
+One forward per batch with hooks on every hidden state (:mod:`infoplane.probe.capture`); each hook feeds
+``acc.update(z [N, d], prepared_labels, layer=l)`` and the state is dropped; the LM head is skipped. The
+caller decides what happens to the accumulator next: ``compute()`` on one process, ``sync()`` then
+``compute()`` over ranks (:mod:`infoplane.probe.distributed`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from infoplane.probe.capture import (
+    HiddenSite,
+    HiddenStateCapture,
+    find_hidden_sites,
+    forward_batch,
+    hidden_dims,
+)
+from infoplane.probe.config import ProbeConfig
+from infoplane.probe.plan import ProbePlan
+
+__all__ = ["ProbeRun", "make_accumulator", "run_plan"]
+
+
+@dataclass
+class ProbeRun:
+    """State after :func:`run_plan`: the accumulator (statistics of the forwarded batches), the hook sites,
+    the hidden width ``d``, the batch indices forwarded and the forward time in seconds."""
+
+    accumulator: Any
+    sites: list[HiddenSite]
+    hidden_dim: int
+    batch_indices: list[int]
+    seconds: float
+
+    @property
+    def n_hidden_states(self) -> int:
+        return len(self.sites)
+
+
+def make_accumulator(config: ProbeConfig, dim: int, n_layers: int) -> Any:
+    """The soft-entropy accumulator for ``n_layers`` hidden states of width ``dim`` under ``config``
+    (reference points and the null permutation seeded by ``config.seed``)."""
+    from infoplane.estimators import SoftEntropyAccumulator
+
+    return SoftEntropyAccumulator(dim, n_bins=config.n_bins, seed=config.seed, temperature=config.temperature,
+                                  calibration=config.calibration, n_layers=n_layers, null=config.null,
+                                  null_seed=config.seed)
+
+
+def run_plan(
+    plan: ProbePlan,
+    model: torch.nn.Module,
+    indices: Sequence[int] | None = None,
+    *,
+    accumulator: Any = None,
+    progress: bool = True,
+    desc: str = "probe",
+    device: str | torch.device | None = None,
+) -> ProbeRun:
+    """Forward ``plan.batches`` (all, or those at ``indices``) through ``model``; hooks feed the accumulator.
+
+    Args:
+        plan: from :func:`infoplane.probe.plan.prepare_plan`; ``plan.config`` sets the accumulator and
+            ``all_layers_update``.
+        model: the causal LM (its LM head never runs).
+        indices: batch indices to forward (e.g. one rank's shard); None = all.
+        accumulator: feed this accumulator instead of a new one from :func:`make_accumulator`.
+        progress, desc: progress bar and its label.
+        device: where inputs go (default: the device of the model's first parameter, else CPU).
+
+    ``plan.config.all_layers_update=False``: every hook calls ``acc.update(z [N, d], labels, layer=l)`` and
+    drops ``z`` (memory: one hidden state). ``True``: hooks copy ``z`` into an ``[L, N, d]`` buffer and the
+    last hook makes one ``acc.update`` for all layers (less accumulator time; memory: L hidden states of
+    the batch's valid positions).
+    """
+    from tqdm.auto import tqdm
+
+    param = next(model.parameters(), None)
+    if device is None:
+        device = param.device if param is not None else torch.device("cpu")
+    sites = find_hidden_sites(model)
+    dims = hidden_dims(model, sites, device)
+    if len(set(dims)) != 1:
+        raise ValueError(f"hidden states have different widths {sorted(set(dims))}; "
+                         "one accumulator needs one d")
+    acc = accumulator if accumulator is not None else make_accumulator(plan.config, dims[0], len(dims))
+    n_hidden = len(sites)
+    state: dict[str, Any] = {"prepared": None, "buf": None}
+
+    def sink(layer: int, z: torch.Tensor) -> None:
+        acc.update(z, state["prepared"], layer=layer)
+
+    def buffered_sink(layer: int, z: torch.Tensor) -> None:
+        buf = state["buf"]
+        if buf is None or buf.shape[1:] != z.shape or buf.dtype != z.dtype or buf.device != z.device:
+            buf = state["buf"] = torch.empty((n_hidden, *z.shape), dtype=z.dtype, device=z.device)
+        buf[layer].copy_(z)
+        if layer == n_hidden - 1:
+            acc.update(buf, state["prepared"])
+
+    idx = list(range(len(plan.batches))) if indices is None else [int(i) for i in indices]
+    bad = [i for i in idx if not 0 <= i < len(plan.batches)]
+    if bad:
+        raise ValueError(f"batch indices {bad[:5]} out of range: the plan has {len(plan.batches)} batches")
+    t0 = time.perf_counter()
+    cap = HiddenStateCapture(model, buffered_sink if plan.config.all_layers_update else sink, sites)
+    with cap:
+        for i in tqdm(idx, desc=desc, disable=not progress, unit="batch"):
+            b = plan.batches[i]
+            state["prepared"] = acc.prepare_labels(b.labels)
+            cap.set_positions(b.positions)
+            forward_batch(model, b.input_ids.to(device), b.attention_mask.to(device),
+                          None if b.position_ids is None else b.position_ids.to(device))
+            if len(cap.fired) != cap.n_hidden:
+                raise RuntimeError(f"only hidden states {cap.fired} of {cap.n_hidden} fired in a forward")
+    return ProbeRun(acc, sites, dims[0], idx, time.perf_counter() - t0)
