@@ -7,7 +7,8 @@ measures and the GAPT trainer resolve on first access so ``import infoplane`` st
   :func:`calibrate_temperature`, :func:`reference_points`, :func:`matrix_entropy`,
   :func:`patch_matrix_entropy`, :class:`OnlineMatrixEntropy`
 - information plane: :func:`plane_table`, :func:`layer_means`
-- probe: :func:`analyze`, :func:`sweep`, :func:`load_model`, :func:`correlate`
+- probe: :class:`ProbeConfig`, :func:`analyze`, :class:`ProbeResult`, :func:`sweep`,
+  :func:`analyze_distributed`, :func:`load_model`, :func:`correlate`
 - training: :class:`GPT`, :class:`GPTConfig`, :class:`TrainConfig`, :class:`Trainer`, :func:`train`,
   :class:`PhaseController`, :func:`mbe_penalty`, :func:`gradient_alignment`, :func:`detect_cycles`,
   :class:`GaptLoss`, :func:`load_checkpoint`
@@ -40,7 +41,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "plane_table": "infoplane.plane", "layer_means": "infoplane.plane",
-    "analyze": "infoplane.probe.analyze", "ProbeResult": "infoplane.probe.analyze",
+    "analyze": "infoplane.probe.analyze", "ProbeResult": "infoplane.probe.result",
+    "ProbeConfig": "infoplane.probe.config", "analyze_distributed": "infoplane.probe.distributed",
     "sweep": "infoplane.probe.sweep", "load_model": "infoplane.probe.models",
     "correlate": "infoplane.probe.correlate",
     "GPT": "infoplane.train.model", "GPTConfig": "infoplane.train.model",
