@@ -322,3 +322,25 @@ def test_per_text_null_is_stricter_than_per_position_null_when_states_cluster_by
     # the across-text shuffle keeps it: the observed MI is an ordinary draw of that null
     assert by_text.null_mean > by_pos.null_mean + 5 * by_pos.null_sd
     assert by_text.p_value > 0.05 and abs(by_text.excess) < 3 * by_text.null_sd
+
+
+def test_stats_imports_nothing_else_from_infoplane():
+    # architecture: stats is pure numpy/scipy math, usable from experiments and report alike
+    import pathlib
+    import re
+
+    import infoplane.stats
+
+    files = list(pathlib.Path(infoplane.stats.__file__).parent.glob("*.py"))
+    assert len(files) >= 6
+    for path in files:
+        text = path.read_text()
+        assert not re.findall(r"^\s*(?:from|import)\s+infoplane\b", text, flags=re.M), path.name
+        assert not re.search(r"^\s*from\s+\.\.", text, flags=re.M), path.name
+        assert not re.search(r"^\s*import\s+torch|^\s*from\s+torch", text, flags=re.M), path.name
+
+
+def test_a_claim_without_values_is_not_testable():
+    (r,) = evaluate([Claim("empty", "", "", "increase", [], [])])
+    assert r.verdict == VERDICTS[3] and r.failed == ("min_seeds",) and r.n == 0 and r.effect is not None
+    assert json.loads(json.dumps(r.to_dict(), allow_nan=False))["effect"] is None
