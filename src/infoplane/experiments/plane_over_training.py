@@ -17,13 +17,14 @@ Computed tests:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
 from infoplane.io import atomic_write_csv, read_json
+from infoplane.probe.config import ProbeConfig
 
 NAME = "plane_over_training"
 
@@ -36,18 +37,13 @@ class PlaneConfig:
     experiment reruns whenever experiment 2 changed."""
 
     arms: tuple[str, ...] = ("baseline", "gapt")
-    orders: tuple[int, ...] = (1, 2)
-    max_tokens: int = 4096
-    seq_len: int = 64
-    batch_size: int = 16
-    n_bins: int = 100
-    seed: int = 0
-    null: bool = False
+    probe: ProbeConfig = field(default_factory=lambda: ProbeConfig(orders=(1, 2), max_tokens=4096, seq_len=64,
+                                                                   batch_size=16, null=False))
     source_hash: str = ""
 
     @classmethod
     def quick(cls) -> PlaneConfig:
-        return cls(max_tokens=1024)
+        return cls(probe=cls().probe.replace(max_tokens=1024))
 
     @classmethod
     def full(cls) -> PlaneConfig:
@@ -98,9 +94,7 @@ def run(cfg: PlaneConfig, paths: ExperimentPaths, log: Progress) -> dict:
             continue
         ckpt_root = paths.root / r["run_dir"] / "checkpoints"
         out = fresh_dir(paths.runs / f"{r['arm']}_seed{r['seed']}")
-        res = sweep(str(ckpt_root), corpus=val_texts, out_dir=out, resume=False, progress=False,
-                    orders=tuple(cfg.orders), max_tokens=cfg.max_tokens, seq_len=cfg.seq_len,
-                    batch_size=cfg.batch_size, n_bins=cfg.n_bins, seed=cfg.seed, null=cfg.null)
+        res = sweep(str(ckpt_root), val_texts, cfg.probe, out=out, resume=False, progress=False)
         for p in res.plane:
             row = {"arm": r["arm"], "seed": r["seed"], **{k: p.get(k) for k in (
                 "step", "layer", "n", "entropy", "complexity", "expressivity", "optimality", "distance")}}
@@ -129,8 +123,9 @@ def run(cfg: PlaneConfig, paths: ExperimentPaths, log: Progress) -> dict:
                                                         "final_distance", "final_optimality")}
              for arm in cfg.arms}
     scale = (f"{len(runs)} runs of experiment 2 ({', '.join(cfg.arms)}), "
-             f"{runs[0]['n_checkpoints'] if runs else 0} checkpoints each, {cfg.max_tokens} held-out tokens, "
-             f"m = {cfg.n_bins}, orders {list(cfg.orders)}")
+             f"{runs[0]['n_checkpoints'] if runs else 0} checkpoints each, "
+             f"{cfg.probe.max_tokens} held-out tokens, m = {cfg.probe.n_bins}, "
+             f"orders {list(cfg.probe.orders)}")
     claims = {"plane_compression": {"treatment": col("score"), "baseline": None, "paired": False,
                                     "null": 0.0, "unit": "slope per decade", "scale": scale,
                                     "treatment_label": "all runs", "baseline_label": "0"}}

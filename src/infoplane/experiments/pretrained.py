@@ -11,11 +11,12 @@ When the package (or the GGUF file) is absent the experiment is recorded as skip
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infoplane.experiments.common import ExperimentPaths, Progress, summarize
 from infoplane.io import atomic_write_csv, atomic_write_json
+from infoplane.probe.config import ProbeConfig
 
 NAME = "pretrained"
 
@@ -24,20 +25,15 @@ __all__ = ["NAME", "PretrainedConfig", "run"]
 
 @dataclass(frozen=True)
 class PretrainedConfig:
-    """Probe settings for the pretrained model."""
+    """The model to probe and the probe settings."""
 
     model: str = "smollm2"
-    orders: tuple[int, ...] = (1, 2, 3)
-    max_tokens: int = 4096
-    seq_len: int = 64
-    batch_size: int = 8
-    n_bins: int = 100
-    seed: int = 0
-    null: bool = True
+    probe: ProbeConfig = field(default_factory=lambda: ProbeConfig(orders=(1, 2, 3), max_tokens=4096,
+                                                                   seq_len=64, batch_size=8))
 
     @classmethod
     def quick(cls) -> PretrainedConfig:
-        return cls(max_tokens=384, orders=(1, 2))
+        return cls(probe=cls().probe.replace(orders=(1, 2), max_tokens=384))
 
     @classmethod
     def full(cls) -> PretrainedConfig:
@@ -59,9 +55,8 @@ def run(cfg: PretrainedConfig, paths: ExperimentPaths, log: Progress) -> dict:
         return {"title": title, "skipped_reason": "the 'gguf' package is not installed (pip install gguf)"}
     from infoplane.probe.analyze import analyze
 
-    log(f"loading {cfg.model} and probing {cfg.max_tokens} tokens")
-    res = analyze(cfg.model, "kjv", orders=tuple(cfg.orders), max_tokens=cfg.max_tokens, seq_len=cfg.seq_len,
-                  batch_size=cfg.batch_size, n_bins=cfg.n_bins, seed=cfg.seed, null=cfg.null, progress=False)
+    log(f"loading {cfg.model} and probing {cfg.probe.max_tokens} tokens")
+    res = analyze(cfg.model, "kjv", cfg.probe, progress=False)
     atomic_write_csv(paths.table("probe"), res.rows)
     layers = [p for p in res.plane if p.get("layer") != "mean"]
     means = [p for p in res.plane if p.get("layer") == "mean"]
@@ -73,7 +68,7 @@ def run(cfg: PretrainedConfig, paths: ExperimentPaths, log: Progress) -> dict:
         return {int(p["layer"]): p[key] for p in layers if p["n"] == n and p.get(key) is not None}
 
     diffs = []
-    if 1 in cfg.orders and 2 in cfg.orders:
+    if 1 in cfg.probe.orders and 2 in cfg.probe.orders:
         o1, o2 = by(1, "optimality"), by(2, "optimality")
         diffs = [o2[k] - o1[k] for k in sorted(set(o1) & set(o2)) if k != 0]
     mean_rows = {int(p["n"]): p for p in means}
