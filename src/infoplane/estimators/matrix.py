@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+
+from .protocol import SyncMixin
 
 __all__ = ["matrix_entropy", "patch_matrix_entropy", "OnlineMatrixEntropy"]
 
@@ -224,14 +227,15 @@ def patch_matrix_entropy(
     return h.mean() if reduction == "mean" else h
 
 
-class OnlineMatrixEntropy:
+class OnlineMatrixEntropy(SyncMixin):
     """Streaming matrix entropy of a large row set via the ``D x D`` Gram ``G = sum_i z_i z_i^T``.
 
     Memory ``O(D^2)`` float64, kept on the device of the first :meth:`update` (CPU before that).
 
     The entropy of the concatenation of all rows passed to :meth:`update` equals :func:`matrix_entropy` of the
     concatenated ``[N_total, D]`` matrix (same non-zero spectrum of ``Z Z^T`` and ``Z^T Z``; reference code's
-    ``OnlineMBE``). Statistics are float64.
+    ``OnlineMBE``). Statistics are float64. Implements the streaming contract of
+    :mod:`infoplane.estimators.protocol` (``sync`` and ``compute(sync=True)`` never overwrite the local rows).
 
     Args:
         dim: feature dimension ``D``.
@@ -247,7 +251,8 @@ class OnlineMatrixEntropy:
         self.reset()
 
     def reset(self) -> None:
-        """Forget all rows."""
+        """Forget all rows (and any synced view)."""
+        self._drop_view()
         self.gram = torch.zeros(self.dim, self.dim, dtype=torch.float64)
         self.row_sum = torch.zeros(self.dim, dtype=torch.float64)
         self.n = 0
@@ -263,32 +268,42 @@ class OnlineMatrixEntropy:
         x = z.detach().reshape(-1, self.dim).to(device=self.gram.device, dtype=torch.float64)
         if not bool(torch.isfinite(x).all()):
             raise ValueError("z must contain only finite values (found NaN or Inf)")
+        self._drop_view()
         with _no_autocast(x.device):
             self.gram += x.T @ x  # G = sum_i z_i z_i^T (OnlineMBE, paper §1.1)
         self.row_sum += x.sum(0)
         self.n += x.shape[0]
 
     def merge(self, other: OnlineMatrixEntropy) -> OnlineMatrixEntropy:
-        """Add another accumulator's rows (same ``dim`` and ``centered``). Returns ``self``."""
+        """Add another accumulator's rows (same ``dim`` and ``centered``). Refuses ``self`` and accumulators
+        holding a synced view (both would count rows twice). Returns ``self``."""
         if not isinstance(other, OnlineMatrixEntropy):
             raise ValueError(f"can only merge another OnlineMatrixEntropy, got {type(other).__name__}")
+        self._refuse_merge(other)
         if other.dim != self.dim or other.centered != self.centered:
             raise ValueError(
                 f"cannot merge OnlineMatrixEntropy(dim={other.dim}, centered={other.centered}) into "
                 f"OnlineMatrixEntropy(dim={self.dim}, centered={self.centered})"
             )
+        self._drop_view()
         self.gram += other.gram.to(self.gram.device)
         self.row_sum += other.row_sum.to(self.row_sum.device)
         self.n += other.n
         return self
 
-    def compute(self, alpha: float = 2.0) -> float:
+    def compute(self, alpha: float = 2.0, *, sync: bool = False, group: Any = None) -> float:
         """Entropy (nats) of all rows seen so far, in ``[0, log N_total]``.
+
+        ``sync=True`` all-gathers every rank's rows into a temporary total (``torch.distributed`` collective
+        on ``group``); the local state is untouched. After :meth:`sync` the synced total is reported.
 
         Raises:
             ValueError: no rows yet, or all rows zero (after centering if enabled).
         """
         a = _check_alpha(alpha)
+        src = self._source(sync, group)
+        if src is not self:
+            return src.compute(a)
         if self.n == 0:
             raise ValueError("OnlineMatrixEntropy.compute() called before any update()")
         g = self.gram
@@ -305,7 +320,11 @@ class OnlineMatrixEntropy:
         return float(_entropy_from_gram(g / tr, a, self.n))
 
     def state_dict(self) -> dict[str, Any]:
-        """Serializable state: tensors on CPU plus plain ints/bools."""
+        """Serializable state: tensors on CPU plus plain ints/bools (the synced total while a synced view is
+        held, see :meth:`sync`)."""
+        return self._source(False, None)._local_state_dict()
+
+    def _local_state_dict(self) -> dict[str, Any]:
         return {
             "dim": self.dim,
             "centered": self.centered,
@@ -314,10 +333,25 @@ class OnlineMatrixEntropy:
             "row_sum": self.row_sum.detach().cpu().clone(),
         }
 
+    def _empty_like(self) -> OnlineMatrixEntropy:
+        return OnlineMatrixEntropy(self.dim, centered=self.centered)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (``dim`` must match)."""
+        """Restore :meth:`state_dict` output (``dim`` must match). Raises ``ValueError`` for missing keys,
+        wrong shapes, a negative or non-integer ``n``, or non-finite / inconsistent statistics."""
+        if not isinstance(state, Mapping):
+            raise ValueError(f"state must be a mapping from state_dict(), got {type(state).__name__}")
+        missing = [k for k in ("dim", "n", "gram", "row_sum") if k not in state]
+        if missing:
+            raise ValueError(f"state is missing keys {missing} (expected dim, centered, n, gram, row_sum)")
         if int(state["dim"]) != self.dim:
             raise ValueError(f"state dim {state['dim']} does not match accumulator dim {self.dim}")
+        try:
+            n = -1 if isinstance(state["n"], bool) else operator.index(state["n"])
+        except TypeError:
+            n = -1
+        if n < 0:
+            raise ValueError(f"state n must be an integer >= 0 (rows seen), got {state['n']!r}")
         gram = torch.as_tensor(state["gram"], dtype=torch.float64)
         row_sum = torch.as_tensor(state["row_sum"], dtype=torch.float64)
         if gram.shape != (self.dim, self.dim) or row_sum.shape != (self.dim,):
@@ -325,10 +359,17 @@ class OnlineMatrixEntropy:
                 f"state tensors have shapes {tuple(gram.shape)}, {tuple(row_sum.shape)}; "
                 f"expected ({self.dim}, {self.dim}) and ({self.dim},)"
             )
+        if not (bool(torch.isfinite(gram).all()) and bool(torch.isfinite(row_sum).all())):
+            raise ValueError("state gram/row_sum have non-finite values (NaN or Inf)")
+        # G = sum_i z_i z_i^T has a non-negative diagonal and is zero exactly when no row was added
+        if bool((torch.diagonal(gram) < 0).any()) or (n == 0 and bool(gram.any())):
+            raise ValueError("state gram is inconsistent (negative diagonal, or rows without n > 0)")
+        self.reset()
         self.centered = bool(state.get("centered", self.centered))
-        self.n = int(state["n"])
+        self.n = n
         self.gram = gram.clone()
         self.row_sum = row_sum.clone()
 
     def __repr__(self) -> str:
-        return f"OnlineMatrixEntropy(dim={self.dim}, centered={self.centered}, n={self.n})"
+        synced = ", synced" if self.is_synced else ""
+        return f"OnlineMatrixEntropy(dim={self.dim}, centered={self.centered}, n={self.n}{synced})"

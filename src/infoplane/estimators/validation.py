@@ -16,6 +16,7 @@ __all__ = [
     "check_n_bins",
     "check_dim",
     "check_temperature",
+    "MIN_TEMPERATURE",
     "as_float_tensor",
     "check_finite_nonzero",
     "row_norms",
@@ -43,14 +44,24 @@ def check_dim(dim: Any, name: str = "dim") -> int:
     return int(dim)
 
 
+# Below this the soft assignment is already an exact argmax in float64 (entries whose logit gap exceeds
+# ~745 * eps underflow to 0), so smaller values change nothing but make W^T / eps overflow (float32 max 3e38).
+MIN_TEMPERATURE = 1e-30
+
+
 def check_temperature(temperature: Any) -> float:
-    """Temperature: a finite float > 0."""
+    """Temperature: a finite float in ``[MIN_TEMPERATURE, inf)``."""
     try:
         t = float(temperature)
     except (TypeError, ValueError):
         raise ValueError(f"temperature must be a positive finite float, got {temperature!r}") from None
     if not math.isfinite(t) or t <= 0:
         raise ValueError(f"temperature must be a positive finite float, got {temperature!r}")
+    if t < MIN_TEMPERATURE:
+        raise ValueError(
+            f"temperature must be >= {MIN_TEMPERATURE:g} (smaller values overflow the logits z W^T / eps and "
+            f"the assignment is already a hard argmax), got {temperature!r}"
+        )
     return t
 
 
@@ -84,10 +95,23 @@ def check_finite_nonzero(norms: torch.Tensor, z: torch.Tensor, name: str = "z") 
             raise ValueError(f"{name} must be finite; got {n_bad} NaN/Inf entries")
         if not bool(torch.isfinite(norms).all()):
             raise ValueError(f"{name} row norms overflow (values too large for {z.dtype}); rescale the input")
-        n_zero = int((norms == 0).sum())
+        zero = (z == 0).all(-1)
+        if not bool(zero.any()):  # nonzero rows whose norm underflowed in the compute dtype
+            raise ValueError(
+                f"{name} rows too small to normalise in {norms.dtype} (norm underflows to 0, the vectors "
+                f"are not zero) at positions {_first_positions(norms == 0)}; rescale {name}"
+            )
         raise ValueError(
-            f"{name} rows must have nonzero norm (direction is undefined); got {n_zero} zero vector(s)"
+            f"{name} rows must have nonzero norm (direction is undefined); got {int(zero.sum())} zero "
+            f"vector(s) at positions {_first_positions(zero)}"
         )
+
+
+def _first_positions(mask: torch.Tensor, limit: int = 8) -> str:
+    """Indices of the first ``limit`` True entries of ``mask`` (tuples for more than one axis)."""
+    idx = mask.nonzero().tolist()
+    shown = ", ".join(str(tuple(i)) if len(i) > 1 else str(i[0]) for i in idx[:limit])
+    return shown + (f", ... ({len(idx) - limit} more)" if len(idx) > limit else "")
 
 
 def as_label_tensor(labels: Any, n: int, name: str = "labels") -> torch.Tensor:

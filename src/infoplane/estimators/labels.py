@@ -1,0 +1,249 @@
+"""Label handling of the streaming estimator: key tables, label rows, and per-batch label preparation.
+
+Per label set and label value ``x`` (one *row*) the accumulator keeps ``C_x = sum_{i: x_i = x} p_i``
+(float64 ``[L, m]``) and ``n_x`` (Conklin et al. 2026, sec. 3.2: ``H(Z|X) = sum_x (n_x/N) H(C_x/|C_x|)``).
+Negative label values are singletons, kept without rows as ``n_neg`` and ``sum H(p_i)``.
+
+Layout: the rows of a label set live in one float64 buffer ``[rows, L, m]`` (row 0 is a trash row that
+absorbs the singleton samples), so one ``index_add_`` per label set and batch covers all layers; rows grow
+by doubling. Label values (arbitrary int64) are mapped to rows once per batch with a sorted key table and
+``searchsorted`` (:meth:`LabelTables.prepare`). Every label row costs ``L * m * 8`` bytes (24.8 KB at
+L = 31, m = 100), so label values that occur once in the whole data set should be passed as negative values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .validation import as_label_tensor, labels_as_dict
+
+__all__ = ["PreparedLabels", "LabelRows", "LabelTables"]
+
+_EPOCHS = itertools.count(1)  # globally unique ids: PreparedLabels are bound to one accumulator state
+
+
+@dataclass
+class PreparedLabels:
+    """Label values of one batch mapped to an accumulator's internal rows (reusable for all layers).
+
+    ``rows[name]``: int64 ``[N]`` row ids (0 for negative/singleton labels); ``neg[name]``: bool ``[N]``
+    or ``None`` when the set has no negative labels; ``perm``: the within-batch permutation used for the
+    permutation-null label sets (``None`` without ``null``).
+    """
+
+    names: tuple[str, ...]
+    n: int
+    rows: dict[str, torch.Tensor]
+    neg: dict[str, torch.Tensor | None]
+    perm: torch.Tensor | None
+    epoch: int
+    _on_device: dict[Any, tuple] = field(default_factory=dict, repr=False)
+
+    def on(self, device: torch.device) -> tuple[dict, dict, torch.Tensor | None]:
+        """(rows, neg, perm) moved to ``device`` (cached)."""
+        key = str(device)
+        if key not in self._on_device:
+            rows = {k: v.to(device, non_blocking=True) for k, v in self.rows.items()}
+            neg = {k: (v.to(device) if v is not None else None) for k, v in self.neg.items()}
+            perm = self.perm.to(device) if self.perm is not None else None
+            self._on_device[key] = (rows, neg, perm)
+        return self._on_device[key]
+
+
+class LabelRows:
+    """Key table (CPU) and float64 row statistics (state device) for one label set."""
+
+    def __init__(self, n_layers: int, n_bins: int, device: torch.device, null: bool) -> None:
+        self.n_layers, self.n_bins, self.device, self.null = n_layers, n_bins, device, null
+        self.keys_sorted = np.zeros(0, dtype=np.int64)
+        self.rows_sorted = np.zeros(0, dtype=np.int64)
+        self._keys_by_row = np.zeros(16, dtype=np.int64)  # row 0 = trash/singletons, key unused
+        self.n_rows = 1
+        self.cap = 0
+        self.zeroed = 0  # rows [0, zeroed) are initialised
+        self.sums = torch.zeros(0, n_layers, n_bins, dtype=torch.float64, device=device)
+        self.row_n = torch.zeros(0, n_layers, dtype=torch.float64, device=device)
+        self.null_sums = (
+            torch.zeros(0, n_layers, n_bins, dtype=torch.float64, device=device) if null else None
+        )
+        self.neg_n = torch.zeros(n_layers, dtype=torch.float64, device=device)
+        self.neg_sent = torch.zeros(n_layers, dtype=torch.float64, device=device)
+        self.null_neg_sent = torch.zeros(n_layers, dtype=torch.float64, device=device)
+        self.ensure_capacity(16)
+
+    # -- key table (numpy on the CPU: single-threaded, no thread-pool stalls on tiny arrays) -------------
+    @property
+    def keys_by_row(self) -> np.ndarray:
+        """int64 ``[n_rows]``: the label value of each row (row 0 is the singleton/trash row)."""
+        return self._keys_by_row[: self.n_rows]
+
+    def _append_keys(self, new_keys: np.ndarray) -> None:
+        need = self.n_rows + len(new_keys)
+        if need > len(self._keys_by_row):  # amortised doubling
+            grown = np.zeros(max(need, 2 * len(self._keys_by_row)), dtype=np.int64)
+            grown[: self.n_rows] = self._keys_by_row[: self.n_rows]
+            self._keys_by_row = grown
+        self._keys_by_row[self.n_rows : need] = new_keys
+        self.n_rows = need
+
+    def map_keys(self, values: np.ndarray) -> np.ndarray:
+        """Rows for int64 ``values >= 0`` (new keys get new rows; vectorised, no loop over values)."""
+        if values.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        uniq, inv = np.unique(values, return_inverse=True)
+        k = len(self.keys_sorted)
+        pos = np.searchsorted(self.keys_sorted, uniq)
+        if k:
+            found = (pos < k) & (self.keys_sorted[np.minimum(pos, k - 1)] == uniq)
+        else:
+            found = np.zeros(uniq.shape, dtype=bool)
+        row_u = np.empty_like(uniq)
+        row_u[found] = self.rows_sorted[pos[found]]
+        new = ~found
+        n_new = int(new.sum())
+        if n_new:
+            new_rows = np.arange(self.n_rows, self.n_rows + n_new, dtype=np.int64)
+            row_u[new] = new_rows
+            new_keys = uniq[new]
+            # merge the sorted new keys into the sorted table: O(K + n_new), vectorised
+            self.keys_sorted = np.insert(self.keys_sorted, pos[new], new_keys)
+            self.rows_sorted = np.insert(self.rows_sorted, pos[new], new_rows)
+            self._append_keys(new_keys)
+        return row_u[inv.reshape(-1)]
+
+    def set_keys(self, keys_by_row: np.ndarray, name: str = "") -> None:
+        """Install a key table whose row ``r`` (1-based) holds ``keys_by_row[r - 1]`` (state loading)."""
+        k = len(keys_by_row)
+        order = np.argsort(keys_by_row, kind="stable")
+        ks = keys_by_row[order]
+        if k > 1 and bool((ks[1:] == ks[:-1]).any()):
+            raise ValueError(f"state dict label set {name!r} has duplicate keys")
+        if k and int(ks[0]) < 0:
+            raise ValueError(f"state dict label set {name!r} has negative keys (singletons have no rows)")
+        self.keys_sorted, self.rows_sorted = ks, (order + 1).astype(np.int64)
+        self._keys_by_row = np.concatenate([np.zeros(1, dtype=np.int64), keys_by_row])
+        self.n_rows = k + 1
+
+    def ensure_capacity(self, n_rows: int) -> None:
+        """Make rows ``[0, n_rows)`` available and zeroed. Capacity doubles (amortised); rows beyond the
+        used ones stay uninitialised and untouched (no page faults for the overshoot on the CPU)."""
+        if n_rows > self.cap:
+            new_cap = max(n_rows, 2 * self.cap, 16)  # amortised doubling
+            self.sums = self._grow(self.sums, new_cap, self.zeroed)
+            self.row_n = self._grow(self.row_n, new_cap, self.zeroed)
+            if self.null_sums is not None:
+                self.null_sums = self._grow(self.null_sums, new_cap, self.zeroed)
+            self.cap = new_cap
+        if n_rows > self.zeroed:
+            for t in (self.sums, self.row_n, self.null_sums):
+                if t is not None:
+                    t[self.zeroed : n_rows].zero_()
+            self.zeroed = n_rows
+
+    @staticmethod
+    def _grow(t: torch.Tensor, cap: int, used: int) -> torch.Tensor:
+        out = torch.empty((cap, *t.shape[1:]), dtype=t.dtype, device=t.device)
+        out[:used] = t[:used]  # copy the rows in use only
+        return out
+
+    def move_to(self, device: torch.device) -> None:
+        """Move the row statistics to ``device`` (the key tables stay on the CPU)."""
+        for name in ("sums", "row_n", "null_sums", "neg_n", "neg_sent", "null_neg_sent"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(self, name, t.to(device))
+        self.device = device
+
+    def nbytes(self, reserved: bool = False) -> int:
+        rows = self.cap if reserved else self.n_rows
+        ts = [self.sums[:rows], self.row_n[:rows], self.neg_n, self.neg_sent, self.null_neg_sent]
+        if self.null_sums is not None:
+            ts.append(self.null_sums[:rows])
+        tables = self.keys_sorted.nbytes + self.rows_sorted.nbytes + self._keys_by_row.nbytes
+        return sum(t.numel() * t.element_size() for t in ts) + tables
+
+
+class LabelTables:
+    """The label sets of one accumulator state: their names, rows, and the epoch that binds
+    :class:`PreparedLabels` to this state.
+
+    ``names`` is ``None`` before the first update, ``()`` after an update without labels, else the sorted
+    label-set names fixed by the first labelled update.
+    """
+
+    def __init__(self, n_layers: int, n_bins: int, device: torch.device, null: bool, null_seed: int) -> None:
+        self.n_layers, self.n_bins, self.device = n_layers, n_bins, device
+        self.null, self.null_seed = null, null_seed
+        self.epoch = next(_EPOCHS)
+        self.names: tuple[str, ...] | None = None
+        self.sets: dict[str, LabelRows] = {}
+
+    def check_names(self, names: tuple[str, ...]) -> None:
+        if self.names is not None and names != self.names:
+            raise ValueError(
+                f"label sets must be the same in every update: expected {list(self.names)}, got {list(names)}"
+            )
+
+    def get(self, name: str) -> LabelRows:
+        """The rows of label set ``name`` (created empty on first use)."""
+        if name not in self.sets:
+            self.sets[name] = LabelRows(self.n_layers, self.n_bins, self.device, self.null)
+        return self.sets[name]
+
+    def move_to(self, device: torch.device) -> None:
+        self.device = device
+        for s in self.sets.values():
+            s.move_to(device)
+
+    def nbytes(self, reserved: bool = False) -> int:
+        return sum(s.nbytes(reserved) for s in self.sets.values())
+
+    def prepare(self, labels: Any, n: int | None = None) -> PreparedLabels:
+        """Map one batch's labels to rows, once for all layers.
+
+        Args:
+            labels: 1-D integer array/tensor ``[N]`` or ``dict[str, [N]]`` (arbitrary int64 values;
+                negative = singleton).
+            n: expected batch size ``N`` (defaults to the length of the first label array).
+        """
+        sets = labels_as_dict(labels)
+        if not sets:
+            raise ValueError("labels must contain at least one label set, got an empty dict")
+        names = tuple(sorted(sets))
+        self.check_names(names)
+        if n is None:
+            first = sets[names[0]]
+            n = int(first.shape[0]) if hasattr(first, "shape") and len(first.shape) else len(first)
+        rows: dict[str, torch.Tensor] = {}
+        negs: dict[str, torch.Tensor | None] = {}
+        arrays = {name: as_label_tensor(sets[name], n, f"labels[{name!r}]").numpy() for name in names}
+        for name in names:
+            lab = arrays[name]
+            s = self.get(name)
+            neg = lab < 0
+            if neg.any():
+                r = np.zeros(n, dtype=np.int64)
+                r[~neg] = s.map_keys(lab[~neg])
+                negs[name] = torch.from_numpy(neg)
+            else:
+                r = s.map_keys(lab)
+                negs[name] = None
+            rows[name] = torch.from_numpy(r)
+        self.names = names
+        perm = self.null_permutation(arrays, n) if self.null else None
+        return PreparedLabels(names=names, n=n, rows=rows, neg=negs, perm=perm, epoch=self.epoch)
+
+    def null_permutation(self, arrays: dict[str, np.ndarray], n: int) -> torch.Tensor:
+        """Permutation of a batch for the null label sets, seeded by ``null_seed`` and its labels."""
+        h = hashlib.blake2b(str(self.null_seed).encode(), digest_size=8)
+        for name in sorted(arrays):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(arrays[name], dtype=np.int64).tobytes())
+        seed = int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
