@@ -13,6 +13,8 @@ measures and the GAPT trainer resolve on first access so ``import infoplane`` st
   :class:`PhaseController`, :func:`mbe_penalty`, :func:`gradient_alignment`, :func:`detect_cycles`,
   :class:`GaptLoss`, :func:`load_checkpoint`
 - data: :func:`load_corpus`, :func:`embedded_corpus`
+- reproduction: :func:`reproduce` (experiments, then the report), :func:`run_experiments` (experiments only;
+  add one with :func:`infoplane.experiments.register`)
 - statistics (verdict engine): :func:`paired_effect`, :func:`bootstrap_ci`, :func:`sign_flip_test`,
   :func:`holm`, :class:`Precondition`, :class:`Claim`, :class:`ClaimResult`, :func:`label_permutations`,
   :func:`compare_to_null`; verdicts for a report: ``infoplane.stats.evaluate``
@@ -53,6 +55,7 @@ _LAZY = {
     "gradient_alignment": "infoplane.train.alignment", "detect_cycles": "infoplane.train.alignment",
     "GaptLoss": "infoplane.train.hf", "NativeCausalLM": "infoplane.train.hf",
     "load_corpus": "infoplane.data.corpus", "embedded_corpus": "infoplane.data.corpus",
+    "reproduce": "infoplane.cli.reproduce", "run_experiments": "infoplane.experiments.runner",
     "paired_effect": "infoplane.stats", "bootstrap_ci": "infoplane.stats",
     "sign_flip_test": "infoplane.stats", "holm": "infoplane.stats", "Precondition": "infoplane.stats",
     "Claim": "infoplane.stats", "ClaimResult": "infoplane.stats",

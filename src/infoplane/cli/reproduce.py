@@ -2,11 +2,11 @@
 
     infoplane reproduce [--quick] [--only N ...] [--jobs J] [--force] [--set EXP.FIELD=JSON ...] --out DIR
 
-Experiments run in up to ``--jobs`` worker processes (one torch thread each; experiment 5 waits for
-experiment 2, whose checkpoints it probes). Each finished experiment writes its results atomically with a
-done-marker holding its config hash, so a rerun skips it unless its config changed (``--force`` reruns).
-Then ``DIR/report.html`` is built from the results files. Exit status 1 if any experiment failed (the report
-is still built, with the failure shown).
+The experiments run through :func:`infoplane.experiments.runner.run_experiments` (dependency order from the
+registry, worker processes, resume by done-markers); then :func:`infoplane.report.build.build_report` writes
+``DIR/report.html`` from the results files. :func:`reproduce` (also ``infoplane.reproduce``) is those two
+calls; it lives here because only the CLI layer sits above both the experiments and the report. Exit
+status 1 if any experiment failed (the report is still built, with the failure shown).
 """
 
 from __future__ import annotations
@@ -16,15 +16,11 @@ import json
 import os
 import sys
 import time
-import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = ["register", "reproduce", "parse_overrides"]
-
-# longest first, so that two workers stay busy; plane_over_training depends on lm_gapt
-_ORDER = ("lm_gapt", "arithmetic", "cycles", "pretrained", "forgetting", "plane_over_training")
-_DEPENDS = {"plane_over_training": "lm_gapt"}
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -46,143 +42,27 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _configs(names: list[str], size: str, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from infoplane.experiments.common import config_hash
-    from infoplane.experiments.registry import get, make_config
-
-    cfgs = {}
-    for name in names:
-        cfgs[name] = make_config(get(name), size, overrides.get(name))
-    if "plane_over_training" in cfgs:  # rerun experiment 5 whenever experiment 2's config changes
-        import dataclasses
-
-        lm_cfg = cfgs.get("lm_gapt") or make_config(get("lm_gapt"), size, overrides.get("lm_gapt"))
-        cfgs["plane_over_training"] = dataclasses.replace(cfgs["plane_over_training"],
-                                                          source_hash=config_hash(lm_cfg))
-    return cfgs
-
-
-def _run_one(name: str, size: str, overrides: dict[str, dict[str, Any]], out: str, force: bool,
-             threads: int) -> dict[str, Any]:
-    """Build the config and run one experiment (in a child process or inline); never raises."""
-    t0 = time.perf_counter()
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-        from infoplane.experiments.common import run_experiment
-        from infoplane.experiments.registry import get
-
-        cfg = _configs([name], size, overrides)[name]
-        summary = run_experiment(name, cfg, out, get(name).run_fn(), force=force)
-        return {"name": name, "status": "skipped" if summary.get("resumed") else "done",
-                "wall_time_s": time.perf_counter() - t0, "skipped_reason": summary.get("skipped_reason")}
-    except Exception as exc:  # recorded in the manifest and shown in the report
-        traceback.print_exc()
-        return {"name": name, "status": "failed", "wall_time_s": time.perf_counter() - t0,
-                "error": f"{type(exc).__name__}: {exc}"}
-
-
-def _child(conn: Any, *args: Any) -> None:
-    """Entry point of a child process: run one experiment and send its result dict through ``conn``."""
-    try:
-        conn.send(_run_one(*args))
-    finally:
-        conn.close()
-
-
-def reproduce(out: str | os.PathLike, size: str = "full", only: list[str] | None = None, jobs: int = 1,
-              force: bool = False, overrides: dict[str, dict[str, Any]] | None = None,
+def reproduce(out: str | os.PathLike, size: str = "full", *, only: Sequence[int | str] | None = None,
+              jobs: int = 1, force: bool = False,
+              overrides: Mapping[str | int, Mapping[str, Any]] | None = None,
               threads: int = 1) -> dict[str, Any]:
-    """Run the selected experiments and build the report; returns the run manifest."""
-    from infoplane.experiments.registry import resolve
-    from infoplane.io import atomic_write_json, versions
+    """Run the selected experiments into ``out`` and build ``out/report.html``; returns the run manifest.
+
+    Arguments as in :func:`infoplane.experiments.runner.run_experiments`. The manifest gains
+    ``report_wall_time_s`` and is rewritten to ``out/results/run_manifest.json``.
+    """
+    from infoplane.experiments.runner import run_experiments
+    from infoplane.io import atomic_write_json
     from infoplane.report.build import build_report
 
-    out = Path(out)
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    specs = resolve(only)
-    names = [n for n in _ORDER if n in {s.name for s in specs}]
-    _configs(names, size, overrides or {})  # validate sizes and overrides before starting any process
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()
-    results: dict[str, dict[str, Any]] = {}
-    n_total = len(names)
-
-    def report(r: dict[str, Any]) -> None:
-        results[r["name"]] = r
-        extra = f" ({r['error']})" if r["status"] == "failed" else ""
-        print(f"[reproduce {len(results)}/{n_total}] {r['name']}: {r['status']} in {r['wall_time_s']:.1f}s"
-              f"{extra}", file=sys.stderr, flush=True)
-
-    if jobs <= 1:
-        for name in names:
-            dep = _DEPENDS.get(name)
-            if dep in results and results[dep]["status"] == "failed":
-                report({"name": name, "status": "failed", "wall_time_s": 0.0,
-                        "error": f"depends on {dep}, which failed"})
-                continue
-            report(_run_one(name, size, overrides or {}, str(out), force, threads))
-    else:
-        import multiprocessing as mp
-        from multiprocessing.connection import wait
-
-        ctx = mp.get_context("spawn")  # no fork after torch initialised its thread pools
-        pending = list(names)
-        running: dict[str, tuple[Any, Any, float]] = {}
-        while pending or running:
-            for name in list(pending):
-                if len(running) >= jobs:
-                    break
-                dep = _DEPENDS.get(name)
-                if dep in names and dep not in results:
-                    continue  # wait for the dependency
-                pending.remove(name)
-                if dep in results and results[dep]["status"] == "failed":
-                    report({"name": name, "status": "failed", "wall_time_s": 0.0,
-                            "error": f"depends on {dep}, which failed"})
-                    continue
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(send, name, size, overrides or {}, str(out), force,
-                                                        threads), name=f"reproduce-{name}")
-                proc.start()
-                send.close()
-                running[name] = (proc, recv, time.perf_counter())
-            if not running:
-                continue
-            wait([r[1] for r in running.values()] + [r[0].sentinel for r in running.values()])
-            for name, (proc, recv, t_start) in list(running.items()):
-                msg = None
-                if recv.poll():
-                    try:
-                        msg = recv.recv()
-                    except EOFError:
-                        msg = None
-                elif proc.is_alive():
-                    continue
-                proc.join()
-                recv.close()
-                del running[name]
-                report(msg or {"name": name, "status": "failed", "wall_time_s": time.perf_counter() - t_start,
-                               "error": f"worker process exited with code {proc.exitcode}"})
-    total = time.perf_counter() - t0
-    manifest = {
-        "size": size, "jobs": jobs, "threads_per_job": threads, "started_at": started,
-        "experiments_wall_time_s": total, "selected": names,
-        "experiments": results,
-        "skipped": [n for n, r in results.items() if r["status"] == "skipped"],
-        "failed": {n: r["error"] for n, r in results.items() if r["status"] == "failed"},
-        "overrides": {k: {f: list(v) if isinstance(v, tuple) else v for f, v in d.items()}
-                      for k, d in (overrides or {}).items()},
-        "versions": versions(),
-    }
-    manifest["total_wall_time_s"] = total
-    atomic_write_json(out / "results" / "run_manifest.json", manifest)
+    manifest = run_experiments(out, size, only=only, jobs=jobs, force=force, overrides=overrides,
+                               threads=threads)
     t1 = time.perf_counter()
     html = build_report(out)
     manifest["report_wall_time_s"] = time.perf_counter() - t1
     manifest["total_wall_time_s"] = time.perf_counter() - t0
-    atomic_write_json(out / "results" / "run_manifest.json", manifest)
+    atomic_write_json(Path(out) / "results" / "run_manifest.json", manifest)
     print(f"[reproduce] report: {html} (total {manifest['total_wall_time_s']:.1f}s)", file=sys.stderr,
           flush=True)
     return manifest
@@ -191,8 +71,10 @@ def reproduce(out: str | os.PathLike, size: str = "full", only: list[str] | None
 def _cmd(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     size = "quick" if args.quick else "full"
-    manifest = reproduce(args.out, size=size, only=args.only, jobs=args.jobs, force=args.force,
+    manifest = reproduce(args.out, size, only=args.only, jobs=args.jobs, force=args.force,
                          overrides=parse_overrides(args.set), threads=args.threads)
     return 1 if manifest["failed"] else 0
 
@@ -201,12 +83,12 @@ def register(subparsers: Any) -> None:
     """Add the ``reproduce`` sub-command."""
     p = subparsers.add_parser(
         "reproduce", help="run the reproduction experiments and build DIR/report.html",
-        description="Run the six reproduction experiments (resumable) and build a self-contained HTML report "
+        description="Run the reproduction experiments (resumable) and build a self-contained HTML report "
                     "whose claims table has verdicts computed from the results.")
     p.add_argument("--out", required=True, help="output directory (results/, figures/, runs/, report.html)")
     p.add_argument("--quick", action="store_true", help="small sizes (CI; a few minutes in total)")
     p.add_argument("--only", nargs="+", metavar="N",
-                   help="experiments to run, by number (1-6) or name (default: all)")
+                   help="experiments to run, by number or name (default: all)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel worker processes (default: min(2, CPUs))")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")

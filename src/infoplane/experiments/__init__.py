@@ -11,13 +11,16 @@
  6  ``pretrained``               Conklin et al. 2026: SmolLM2-135M per-layer information plane on KJV
 === ============================ ==========================================================================
 
-:mod:`~infoplane.experiments.registry` lists them, :mod:`~infoplane.experiments.common` runs them resumably,
+:mod:`~infoplane.experiments.registry` lists them (with their dependencies) and takes new ones
+(:func:`register`); :mod:`~infoplane.experiments.runner` runs them in dependency order, resumably, in worker
+processes; :mod:`~infoplane.experiments.common` holds the resumable single run and shared statistics;
+:mod:`~infoplane.experiments.presentation` the helpers of the modules' ``describe`` / ``figures`` hooks;
 :mod:`~infoplane.experiments.claims` turns their numbers into verdicts. ``infoplane reproduce`` drives all.
 """
 
 from infoplane.experiments.claims import CLAIMS, evaluate_claims, verdict
 from infoplane.experiments.common import config_hash, run_experiment
-from infoplane.experiments.registry import EXPERIMENTS, get, make_config
+from infoplane.experiments.registry import EXPERIMENTS, ExperimentSpec, get, make_config, register, unregister
 
-__all__ = ["CLAIMS", "EXPERIMENTS", "config_hash", "evaluate_claims", "get", "make_config", "run_experiment",
-           "verdict"]
+__all__ = ["CLAIMS", "EXPERIMENTS", "ExperimentSpec", "config_hash", "evaluate_claims", "get", "make_config",
+           "register", "run_experiment", "unregister", "verdict"]

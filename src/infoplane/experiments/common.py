@@ -9,7 +9,11 @@ Layout of an output directory ``DIR`` (one per ``infoplane reproduce`` invocatio
 * ``DIR/figures/`` and ``DIR/report.html``  written by :mod:`infoplane.report.build` from results files only
 
 A finished experiment is skipped on a rerun when its done-marker's config hash equals the hash of the
-current config; every results file is written atomically (:mod:`infoplane.io`) and the marker last, so an
+current config and the marker's ``inputs`` (a hash of each dependency's summary file, see
+:func:`dependency_hashes`) equal the current ones, so a result goes stale when a result it was computed from
+changes or appears. A result that carries a ``skipped_reason`` (it could not run, e.g. a dependency or an
+optional model was missing) gets no marker: it is tried again on every rerun. Every results file is written
+atomically (:mod:`infoplane.io`), an old marker is removed before and the new one written last, so an
 interrupted run leaves either a complete result or none.
 """
 
@@ -38,6 +42,7 @@ __all__ = [
     "summarize",
     "relative_change",
     "ExperimentPaths",
+    "dependency_hashes",
     "is_done",
     "run_experiment",
     "Progress",
@@ -127,16 +132,27 @@ class Progress:
             print(f"[{time.perf_counter() - self.t0:7.1f}s] {self.name}: {msg}", file=self.stream, flush=True)
 
 
-def is_done(root: str | Path, name: str, cfg: Any) -> bool:
-    """True when ``root`` holds a finished result of experiment ``name`` for exactly this config."""
+def dependency_hashes(root: str | Path, depends_on: Sequence[str]) -> dict[str, str | None]:
+    """``{dependency: SHA-256 (16 hex digits) of results/<dependency>.json}``, None when it is absent."""
+    out: dict[str, str | None] = {}
+    for dep in depends_on:
+        p = ExperimentPaths(Path(root), dep).summary
+        out[dep] = hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else None
+    return out
+
+
+def is_done(root: str | Path, name: str, cfg: Any, depends_on: Sequence[str] = ()) -> bool:
+    """True when ``root`` holds a finished result of experiment ``name`` for exactly this config, computed
+    from the current results of the experiments in ``depends_on``."""
     paths = ExperimentPaths(Path(root), name)
     if not paths.marker.exists() or not paths.summary.exists():
         return False
     try:
         marker = read_json(paths.marker)
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return False
-    return marker.get("config_hash") == config_hash(cfg)
+    return (marker.get("config_hash") == config_hash(cfg)
+            and marker.get("inputs", {}) == dependency_hashes(root, depends_on))
 
 
 def _seeds_of(cfg: Any) -> list[int]:
@@ -150,24 +166,29 @@ def _seeds_of(cfg: Any) -> list[int]:
 
 def run_experiment(name: str, cfg: Any, root: str | Path,
                    fn: Callable[[Any, ExperimentPaths, Progress], dict[str, Any]],
-                   force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run ``fn(cfg, paths, progress) -> summary`` unless a finished result with the same config exists.
+                   force: bool = False, progress: bool = True, *,
+                   depends_on: Sequence[str] = ()) -> dict[str, Any]:
+    """Run ``fn(cfg, paths, progress) -> summary`` unless a finished result with the same config (and the same
+    results of the experiments in ``depends_on``, see :func:`is_done`) exists.
 
     The summary (a JSON-able dict) is augmented with ``name``, ``config``, ``config_hash``, ``seeds``,
     ``versions``, ``wall_time_s`` and written to ``results/<name>.json``; then the done-marker. Returns the
     summary (read back from disk when skipped). ``summary["skipped_reason"]`` (set by ``fn``) marks an
-    experiment that could not run (e.g. an optional model missing); it is still recorded as done.
+    experiment that could not run (e.g. a dependency or an optional model missing): its summary is written
+    (the report shows the reason) but no done-marker, so the next run tries again.
     """
     root = Path(root)
     paths = ExperimentPaths(root, name)
     log = Progress(name, enabled=progress)
-    if not force and is_done(root, name, cfg):
+    if not force and is_done(root, name, cfg, depends_on):
         log("finished result with the same config found; skipping")
         out = read_json(paths.summary)
         out["resumed"] = True
         return out
     paths.results.mkdir(parents=True, exist_ok=True)
     paths.runs.mkdir(parents=True, exist_ok=True)
+    paths.marker.unlink(missing_ok=True)  # the old result is about to be replaced
+    inputs = dependency_hashes(root, depends_on)  # what this result is computed from
     log(f"starting (config {config_hash(cfg)})")
     t0, c0 = time.perf_counter(), time.process_time()
     summary = fn(cfg, paths, log)
@@ -185,11 +206,16 @@ def run_experiment(name: str, cfg: Any, root: str | Path,
         "torch_threads": torch.get_num_threads(),
     })
     atomic_write_json(paths.summary, summary)
-    atomic_write_json(paths.marker, {
-        "config_hash": config_hash(cfg), "wall_time_s": wall, "cpu_time_s": cpu, "seeds": _seeds_of(cfg),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(),
-    })
-    log(f"done in {wall:.1f}s")
+    if summary.get("skipped_reason"):
+        log(f"not run ({summary['skipped_reason']}); no done-marker, so the next run tries again")
+    else:
+        marker = {"config_hash": config_hash(cfg), "wall_time_s": wall, "cpu_time_s": cpu,
+                  "seeds": _seeds_of(cfg), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "versions": versions()}
+        if depends_on:
+            marker["inputs"] = inputs
+        atomic_write_json(paths.marker, marker)
+        log(f"done in {wall:.1f}s")
     summary["resumed"] = False
     return summary
 

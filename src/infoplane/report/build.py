@@ -1,9 +1,13 @@
 """Build ``DIR/report.html`` from the results files of ``infoplane reproduce`` (never from live objects).
 
 Inputs: ``DIR/results/<experiment>.json`` summaries (see :mod:`infoplane.experiments.common`), their CSV
-tables, and optionally ``DIR/results/run_manifest.json`` (written by the CLI: size, wall times, jobs).
+tables, and optionally ``DIR/results/run_manifest.json`` (written by the runner: size, wall times, jobs).
 Outputs: ``DIR/figures/*.png``, ``DIR/results/claims.csv`` / ``claims.json`` (verdicts computed by
 :func:`infoplane.experiments.claims.evaluate_claims`) and the self-contained ``DIR/report.html``.
+
+The report is a generic loop over the experiment registry: one section per registered experiment, whose
+sentences and figures come from the experiment's own ``describe`` / ``figures`` hooks
+(:class:`infoplane.experiments.registry.ExperimentSpec`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from infoplane.experiments.claims import CLAIMS, RULE_TEXT, evaluate_claims
-from infoplane.experiments.registry import EXPERIMENTS
+from infoplane.experiments.registry import EXPERIMENTS, get
 from infoplane.io import atomic_write_csv, atomic_write_json, atomic_write_text, read_json, versions
-from infoplane.report.figures import make_figures
 from infoplane.report.html import Section, check_self_contained, esc, figure, fmt, render_document, table
 
 __all__ = ["build_report", "load_summaries", "describe"]
@@ -33,12 +36,6 @@ def load_summaries(root: str | Path) -> dict[str, dict[str, Any]]:
         if p.is_file():
             out[spec.name] = read_json(p)
     return out
-
-
-def _pm(mean: float, se: float) -> str:
-    if mean is None or not isinstance(mean, float) or not math.isfinite(mean):
-        return "\u2013"
-    return f"{fmt(mean)} \u00b1 {fmt(se)}" if isinstance(se, float) and math.isfinite(se) else fmt(mean)
 
 
 def _claim_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -67,64 +64,8 @@ def _claim_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def describe(name: str, s: dict[str, Any]) -> list[str]:
-    """Neutral sentences generated from an experiment's numbers."""
-    st = s.get("stats", {})
-    out: list[str] = []
-
-    def m(arm: str, key: str) -> str:
-        d = st.get(arm, {}).get(key, {})
-        return _pm(d.get("mean"), d.get("se"))
-
-    if name == "cycles" and st:
-        out.append(f"Smoothed layer-mean cosine sign changes per run: MBE {m('mbe', 'sign_changes')}, "
-                   f"Frobenius control {m('frob', 'sign_changes')} (mean \u00b1 SE over seeds); "
-                   f"raw series: MBE {m('mbe', 'sign_changes_raw')}, "
-                   f"control {m('frob', 'sign_changes_raw')}.")
-        out.append(f"Mean cosine: MBE {m('mbe', 'mean_cos')}, control {m('frob', 'mean_cos')}; fraction of "
-                   f"positive points: MBE {m('mbe', 'frac_positive')}, control {m('frob', 'frac_positive')}; "
-                   f"zero-crossing period (steps, smoothed): MBE {m('mbe', 'period')}.")
-    elif name == "lm_gapt" and st:
-        for arm in st:
-            out.append(f"{arm}: held-out CE {m(arm, 'val_ce')} nats/token, layer-mean MBE "
-                       f"{m(arm, 'val_mbe_mean')} nats (middle layers {m(arm, 'val_mbe_middle')}; "
-                       f"centered diagnostic {m(arm, 'val_mbe_centered')}), "
-                       f"fraction of steps in compression {m(arm, 'compress_fraction')}, "
-                       f"phase switches {m(arm, 'n_switches')}.")
-        out.append("All arms of a seed see the same batches for the same number of steps (equal CE tokens).")
-    elif name == "arithmetic" and st:
-        for arm in st:
-            out.append(f"{arm}: ID test masked CE {m(arm, 'test_id_masked_ce')}, "
-                       f"exact {m(arm, 'test_id_exact')}; "
-                       f"OOD masked CE {m(arm, 'test_ood_masked_ce')}, exact {m(arm, 'test_ood_exact')} "
-                       f"(models selected on ID validation CE).")
-        ood_ce = [st[a].get("test_ood_masked_ce", {}).get("mean") for a in st]
-        ood_ex = [st[a].get("test_ood_exact", {}).get("mean") for a in st]
-        out.append("Reference point: a uniform guess over the 10 digits costs ln 10 = 2.303 nats per "
-                   "answer token.")
-        if all(isinstance(c, float) and c > math.log(10) for c in ood_ce) and all(e == 0 for e in ood_ex):
-            out.append("Every arm's OOD masked CE exceeds ln 10 at zero OOD exact match: the OOD answers "
-                       "are confidently wrong, and a lower OOD CE means less confident errors, not correct "
-                       "answers.")
-    elif name == "forgetting" and st:
-        for arm in st:
-            out.append(f"{arm}: separation {m(arm, 'separation')}, old-task L1 {m(arm, 'old_loss')}, "
-                       f"new-task L1 {m(arm, 'new_loss')}, selectivity {m(arm, 'selectivity')}, "
-                       f"fraction of steps with the MBE term {m(arm, 'compress_fraction')}.")
-    elif name == "plane_over_training" and st:
-        for arm in st:
-            out.append(f"{arm}: rise/fall score {m(arm, 'score')} (slope first half {m(arm, 'slope_first')}, "
-                       f"second half {m(arm, 'slope_second')} per decade of steps); final complexity "
-                       f"{m(arm, 'final_complexity')}, expressivity {m(arm, 'final_expressivity')}, "
-                       f"distance to the bound {m(arm, 'final_distance')}.")
-    elif name == "pretrained" and s.get("layer_means"):
-        for n, v in s["layer_means"].items():
-            out.append(f"n = {n} (layer mean, embedding excluded): H {fmt(v.get('entropy'))}, complexity "
-                       f"{fmt(v.get('complexity'))}, expressivity {fmt(v.get('expressivity'))}, optimality "
-                       f"{fmt(v.get('optimality'))}, back-off share {fmt(v.get('backoff_in_share_top'))}.")
-        g = st.get("optimality_gain_n2_vs_n1", {})
-        out.append(f"Per-block optimality gain from n = 1 to n = 2: {_pm(g.get('mean'), g.get('se'))} "
-                   f"(min {fmt(g.get('min'))}, max {fmt(g.get('max'))}, {g.get('n', 0)} blocks).")
-    return out
+    """Neutral sentences generated from an experiment's numbers (its module's ``describe`` hook)."""
+    return get(name).describe(s)
 
 
 def _config_table(cfg: dict[str, Any]) -> str:
@@ -170,13 +111,13 @@ def build_report(root: str | Path, title: str = "infoplane: reproduction report"
             sec.add(f"<details><summary>method</summary><pre>{esc(doc.strip())}</pre></details>")
         if s.get("scale"):
             sec.para(f"Scale: {s['scale']}.")
-        for sentence in describe(spec.name, s):
+        for sentence in spec.describe(s):
             sec.para(sentence)
         own = [r for r in rows if r["id"] in s.get("claims", {})]
         if own:
             sec.add(table(own, ["claim", "measured", "relative_change", "verdict"], row_class="verdict"))
         try:
-            for path, caption in make_figures(spec.name, results, figs):
+            for path, caption in spec.figures(results, figs):
                 sec.add(figure(path, caption))
         except Exception as exc:  # a broken figure must not hide the numbers
             sec.para(f"Figure generation failed: {type(exc).__name__}: {exc}", cls="note")

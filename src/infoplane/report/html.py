@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from infoplane.experiments.presentation import fmt  # one number format for the report and the hooks
 
 __all__ = ["Section", "fmt", "esc", "table", "figure", "render_document", "check_self_contained"]
 
@@ -39,25 +40,6 @@ details{margin:.5em 0}
 def esc(x: Any) -> str:
     """HTML-escape ``str(x)``."""
     return html.escape("" if x is None else str(x), quote=True)
-
-
-def fmt(x: Any, digits: int = 4) -> str:
-    """Format numbers compactly (``digits`` significant digits; NaN/None as an en dash); others as text."""
-    if x is None:
-        return "\u2013"
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int):
-        return f"{x:,}" if abs(x) >= 10_000 else str(x)
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return "\u2013" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-        if x == 0:
-            return "0"
-        if abs(x) >= 1e5 or abs(x) < 1e-3:
-            return f"{x:.{max(digits - 1, 1)}e}"
-        return f"{x:.{digits}g}"
-    return str(x)
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
