@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "strict_from_dict",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -156,3 +157,18 @@ def versions() -> dict[str, str]:
         except ImportError:
             out[name] = "absent"
     return out
+
+
+def strict_from_dict(cls: Any, d: Mapping[str, Any]) -> Any:
+    """``cls(**d)`` for a settings dataclass, raising ValueError on unknown keys (a typo in a config file is a
+    clear error at load time, not a TypeError mid-run)."""
+    import dataclasses
+
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{cls.__name__}: expected a mapping of settings, got {type(d).__name__}")
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; "
+                         f"expected a subset of {sorted(known)}")
+    return cls(**d)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _cfg import flat_config  # noqa: E402
 from safetensors.torch import load_file, save_file
 
 from infoplane.data.corpus import embedded_corpus
@@ -18,7 +19,7 @@ CTRL = {"rule": "relative", "patience_mem": 2, "patience_comp": 2, "tau_ce": 0.3
 
 
 def _cfg(out) -> TrainConfig:
-    return TrainConfig(n_layer=3, n_head=2, d_model=32, block_size=32, steps=5, batch_size=4, warmup_steps=1,
+    return flat_config(n_layer=3, n_head=2, d_model=32, block_size=32, steps=5, batch_size=4, warmup_steps=1,
                        eval_every=0, eval_batches=2, checkpoint_steps="final", objective="gapt",
                        controller=CTRL, progress=False, out_dir=str(out), num_threads=1)
 

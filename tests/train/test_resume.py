@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _cfg import flat_config  # noqa: E402
 
 from infoplane.data.corpus import embedded_corpus
 from infoplane.data.lm_data import prepare_lm_data
@@ -31,7 +32,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, objective):
             "ema": 0.5}
 
     def cfg(out):
-        return TrainConfig(n_layer=3, n_head=2, d_model=32, block_size=32, steps=14, batch_size=4,
+        return flat_config(n_layer=3, n_head=2, d_model=32, block_size=32, steps=14, batch_size=4,
                            warmup_steps=3, eval_every=4, eval_batches=2, checkpoint_steps=[5, 9],
                            objective=objective, controller=ctrl, progress=False, out_dir=str(out))
 

@@ -7,10 +7,12 @@ import math
 
 import pytest
 import torch
+from _cfg import flat_config  # noqa: E402
 
 from infoplane.data.corpus import embedded_corpus
 from infoplane.data.lm_data import prepare_lm_data
 from infoplane.train.config import TrainConfig, checkpoint_schedule
+from infoplane.train.phases import PhaseControllerConfig
 from infoplane.train.trainer import NonFiniteLossError, Trainer, lr_at, read_log
 
 
@@ -33,7 +35,7 @@ def tiny_cfg(tmp_path, **kw) -> TrainConfig:
                 warmup_steps=2, eval_every=8, eval_batches=2, checkpoint_steps="final", progress=False,
                 out_dir=str(tmp_path / "run"), seed=0)
     base.update(kw)
-    return TrainConfig(**base)
+    return flat_config(**base)
 
 
 def run(cfg, data, **kw):
@@ -164,22 +166,46 @@ def test_lr_schedule_known_values():
 
 
 def test_config_files_and_validation(tmp_path):
-    (tmp_path / "c.toml").write_text('steps = 7\nobjective = "gapt"\n[controller]\nrule = "paper"\n')
-    (tmp_path / "c.yaml").write_text("steps: 9\nmbe_layers: [1, 2]\nbetas: [0.9, 0.99]\n")
+    (tmp_path / "c.toml").write_text('steps = 7\n[objective]\nkind = "gapt"\n[controller]\nrule = "paper"\n')
+    (tmp_path / "c.yaml").write_text("steps: 9\nobjective: {layers: [1, 2]}\nbetas: [0.9, 0.99]\n")
     t = TrainConfig.from_file(tmp_path / "c.toml", seed=3)
-    assert (t.steps, t.objective, t.controller, t.seed) == (7, "gapt", {"rule": "paper"}, 3)
+    assert (t.steps, t.objective.kind, t.seed) == (7, "gapt", 3)
+    assert t.controller == PhaseControllerConfig(rule="paper")
     y = TrainConfig.from_file(tmp_path / "c.yaml")
-    assert y.mbe_layers == [1, 2] and y.betas == (0.9, 0.99)
+    assert y.objective.layers == (1, 2) and y.betas == (0.9, 0.99)
     assert TrainConfig.from_dict(y.to_dict()) == y
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         TrainConfig.from_dict({"stepz": 3})
-    with pytest.raises(ValueError, match="objective"):
-        TrainConfig(objective="mbe")
+    with pytest.raises(ValueError, match="kind"):
+        TrainConfig(objective={"kind": "mbe"})
     with pytest.raises(ValueError, match="divisible by grad_accum"):
         TrainConfig(batch_size=6, grad_accum=4)
     with pytest.raises(ValueError, match=r"\.yaml"):
         (tmp_path / "c.ini").write_text("x")
         TrainConfig.from_file(tmp_path / "c.ini")
+
+
+def test_typed_parts_reject_typos_at_load_time(tmp_path):
+    (tmp_path / "typo.toml").write_text('[controller]\npatience_memory = 3\n')
+    with pytest.raises(ValueError, match=r"unknown PhaseControllerConfig keys \['patience_memory'\]"):
+        TrainConfig.from_file(tmp_path / "typo.toml")
+    with pytest.raises(ValueError, match="unknown GPTConfig keys"):
+        TrainConfig.from_dict({"model": {"n_layers": 3}})
+    with pytest.raises(ValueError, match="unknown ObjectiveConfig keys"):
+        TrainConfig.from_dict({"objective": {"lambda": 3}})
+    with pytest.raises(ValueError, match="patience_mem"):
+        TrainConfig.from_dict({"controller": {"patience_mem": 0}})
+    with pytest.raises(ValueError, match="even grad_accum"):
+        TrainConfig(objective={"kind": "gapt", "scheme": "alternating"}, grad_accum=1)
+
+
+def test_two_layer_model_trains_with_ce_and_refuses_mbe_layers_that_do_not_fit(tmp_path, data):
+    cfg = tiny_cfg(tmp_path, n_layer=2, steps=2, objective="ce")  # "middle" of 2 layers is empty: not used
+    _, _, recs = run(cfg, data)
+    assert [r["mbe"] for r in recs] == [{}, {}]
+    with pytest.raises(ValueError, match="does not fit model.n_layer=2"):
+        tiny_cfg(tmp_path, n_layer=2, objective="gapt")
+    run(tiny_cfg(tmp_path / "all", n_layer=2, steps=2, objective="gapt", mbe_layers="all"), data)
 
 
 def test_checkpoint_schedule():
@@ -199,8 +225,9 @@ def test_cli_train_with_config_file_and_overrides(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(embedded_corpus("kjv").texts[:200]), encoding="utf-8")
     (tmp_path / "cfg.yaml").write_text(
-        "n_layer: 3\nn_head: 2\nd_model: 32\nblock_size: 32\nbatch_size: 4\nsteps: 50\neval_batches: 2\n"
-        "objective: gapt\ncontroller: {rule: relative, patience_mem: 2, patience_comp: 2}\n")
+        "model: {n_layer: 3, n_head: 2, d_model: 32, block_size: 32}\nbatch_size: 4\nsteps: 50\n"
+        "eval_batches: 2\nobjective: {kind: gapt}\n"
+        "controller: {rule: relative, patience_mem: 2, patience_comp: 2}\n")
     out = tmp_path / "out"
     args = ["train", "--config", str(tmp_path / "cfg.yaml"), "--corpus", str(corpus), "--tokenizer", "byte",
             "--steps", "4", "--out", str(out), "--no-progress", "--checkpoints", "2", "--threads", "1"]

@@ -17,13 +17,56 @@ from typing import Any
 __all__ = ["register", "run", "build_config"]
 
 _OVERRIDES = {
-    # flag dest -> TrainConfig field
-    "corpus": "corpus", "tokenizer": "tokenizer", "n_layer": "n_layer", "d_model": "d_model",
-    "n_head": "n_head", "block_size": "block_size", "steps": "steps", "batch_size": "batch_size",
-    "lr": "lr", "objective": "objective", "seed": "seed", "out": "out_dir", "mbe_weight": "mbe_weight",
-    "eval_every": "eval_every", "align_every": "align_every", "patch_size": "patch_size",
+    # flag dest -> TrainConfig field, or (part, field) of its model / objective tables
+    "corpus": "corpus", "tokenizer": "tokenizer", "n_layer": ("model", "n_layer"),
+    "d_model": ("model", "d_model"), "n_head": ("model", "n_head"), "block_size": ("model", "block_size"),
+    "steps": "steps", "batch_size": "batch_size", "lr": "lr", "objective": ("objective", "kind"),
+    "seed": "seed", "out": "out_dir", "mbe_weight": ("objective", "mbe_weight"),
+    "mbe_layers": ("objective", "layers"), "mbe_scheme": ("objective", "scheme"),
+    "eval_every": "eval_every", "align_every": "align_every", "patch_size": ("objective", "patch_size"),
     "grad_accum": "grad_accum", "threads": "num_threads",
 }
+
+
+def _parse_layers(text: str) -> Any:
+    """``--mbe-layers``: 'middle' | 'rotate' | 'all' | comma-separated block indices."""
+    if text in ("middle", "rotate", "all"):
+        return text
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'middle', 'rotate', 'all' or comma-separated block indices, got {text!r}") from None
+
+
+class _Given(argparse._StoreAction):
+    """argparse's plain ``store``, which also records the flags given on the command line (``args.given``):
+    only those override ``--config``; a flag left at its default (shown by ``--help``) does not."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        namespace.given = frozenset({*getattr(namespace, "given", ()), self.dest})
+
+
+def _given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether flag ``dest`` was set on the command line (in a namespace built by hand: is not None)."""
+    given = getattr(args, "given", None)
+    return getattr(args, dest, None) is not None and (given is None or dest in given)
+
+
+def _config_defaults() -> dict[str, Any]:
+    """flag dest -> the TrainConfig default it overrides: one source for ``--help`` and the run."""
+    from infoplane.train.config import TrainConfig
+
+    cfg = TrainConfig().to_dict()
+    out: dict[str, Any] = {"checkpoints": cfg["checkpoint_steps"]}
+    for dest, fld in _OVERRIDES.items():
+        value: Any = cfg
+        for key in fld if isinstance(fld, tuple) else (fld,):
+            value = value[key]
+        out[dest] = value
+    return out
 
 
 def register(subparsers: Any) -> None:
@@ -39,44 +82,54 @@ def register(subparsers: Any) -> None:
             "and the flags below, which override the file."
         ),
     )
+    p.register("action", None, _Given)  # every plain flag records that it was given
     p.add_argument("--config", metavar="FILE", help="YAML (.yaml/.yml), TOML (.toml) or JSON file with "
                    "TrainConfig fields (see infoplane.train.config.TrainConfig); flags override it")
     g = p.add_argument_group("data")
-    g.add_argument("--corpus", help="'kjv' (embedded King James Bible, default) or a .txt/.jsonl file "
+    g.add_argument("--corpus", help="'kjv' (embedded King James Bible) or a .txt/.jsonl file "
                    "or folder")
-    g.add_argument("--tokenizer", help="'bpe:N' (train an N-token byte-level BPE on the training split; "
-                   "default bpe:2048), 'byte' (256 byte tokens), 'gpt2:DIR' (local vocab.json+merges.txt) "
+    g.add_argument("--tokenizer", help="'bpe:N' (train an N-token byte-level BPE on the training split), "
+                   "'byte' (256 byte tokens), 'gpt2:DIR' (local vocab.json+merges.txt) "
                    "or a saved tokenizer.json")
     g = p.add_argument_group("model size")
-    g.add_argument("--n-layer", type=int, help="number of transformer blocks (default 4)")
-    g.add_argument("--d-model", type=int, help="hidden width (default 128)")
-    g.add_argument("--n-head", type=int, help="attention heads; must divide --d-model (default 4)")
-    g.add_argument("--block-size", type=int, help="context length in tokens (default 128)")
+    g.add_argument("--n-layer", type=int, help="number of transformer blocks")
+    g.add_argument("--d-model", type=int, help="hidden width")
+    g.add_argument("--n-head", type=int, help="attention heads; must divide --d-model")
+    g.add_argument("--block-size", type=int, help="context length in tokens")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, help="optimiser steps (default 1000)")
-    g.add_argument("--batch-size", type=int, help="sequences per step, global across processes (default 16)")
-    g.add_argument("--grad-accum", type=int, help="split each batch into this many micro-batches (default 1)")
-    g.add_argument("--lr", type=float, help="peak AdamW learning rate (default 3e-3)")
-    g.add_argument("--seed", type=int, help="seed for data split, sampling and initialisation (default 0)")
-    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--steps", type=int, help="optimiser steps")
+    g.add_argument("--batch-size", type=int, help="sequences per step, global across processes")
+    g.add_argument("--grad-accum", type=int, help="split each batch into this many micro-batches")
+    g.add_argument("--lr", type=float, help="peak AdamW learning rate")
+    g.add_argument("--seed", type=int, help="seed for data split, sampling and initialisation")
+    g.add_argument("--threads", type=int, help="torch CPU threads (unset: torch's choice)")
     g = p.add_argument_group("objective")
-    g.add_argument("--objective", choices=["ce", "ce+mbe", "gapt"], help="training objective (default ce)")
-    g.add_argument("--mbe-weight", type=float, help="lambda, weight of the MBE penalty (default 1.0)")
-    g.add_argument("--patch-size", type=int, help="tokens per MBE patch (default 8)")
+    g.add_argument("--objective", choices=["ce", "ce+mbe", "gapt"], help="training objective")
+    g.add_argument("--mbe-weight", type=float, help="lambda, weight of the MBE penalty")
+    g.add_argument("--patch-size", type=int, help="tokens per MBE patch")
+    g.add_argument("--mbe-layers", type=_parse_layers, metavar="LAYERS",
+                   help="blocks whose MBE is penalised: 'middle' (all but the first and last), "
+                   "'rotate' (one middle block per step, cycling), 'all', or indices such as 1,2")
+    g.add_argument("--mbe-scheme", choices=["joint", "alternating"],
+                   help="'joint': CE + lambda x MBE on every micro-batch while compressing; "
+                   "'alternating': CE and lambda x MBE on alternating micro-batches (paper-era code; "
+                   "needs an even --grad-accum)")
     g.add_argument("--controller", metavar="JSON", help="GAPT phase-controller settings as JSON, e.g. "
                    "'{\"rule\": \"relative\", \"patience_mem\": 50, \"patience_comp\": 30, \"ema\": 0.9}'")
     g = p.add_argument_group("monitoring and output")
-    g.add_argument("--eval-every", type=int, help="validate every N steps; 0 = only at the end (default 100)")
+    g.add_argument("--eval-every", type=int, help="validate every N steps; 0 = only at the end")
     g.add_argument("--align-every", type=int, help="log the CE/MBE gradient cosine every N steps; 0 = off")
-    g.add_argument("--checkpoints", metavar="SPEC", help="when to save: 'log:N' (N log-spaced steps, default "
-                   "log:8), 'every:K', 'final', or a comma-separated list of steps")
-    g.add_argument("--out", help="output directory (default runs/train)")
+    g.add_argument("--checkpoint-steps", dest="checkpoints", metavar="SPEC", help="when to save: 'log:N' "
+                   "(N log-spaced steps), 'every:K', 'final', or a comma-separated list of steps")
+    g.add_argument("--checkpoints", dest="checkpoints", help=argparse.SUPPRESS)  # old spelling
+    g.add_argument("--out", help="output directory")
     g.add_argument("--resume", action="store_true",
                    help="continue exactly from the newest checkpoint in --out")
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old spelling
     g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars (if installed)")
     g.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, given=frozenset(), **_config_defaults())
 
 
 def build_config(args: argparse.Namespace):
@@ -86,7 +139,12 @@ def build_config(args: argparse.Namespace):
     d: dict[str, Any] = load_config_file(args.config) if args.config else {}
     for dest, fld in _OVERRIDES.items():
         v = getattr(args, dest, None)
-        if v is not None:
+        if not _given(args, dest):
+            continue
+        if isinstance(fld, tuple):
+            part, name = fld
+            d[part] = {**d.get(part, {}), name: v}
+        else:
             d[fld] = v
     if args.controller:
         try:
@@ -95,8 +153,8 @@ def build_config(args: argparse.Namespace):
             raise ValueError(f"--controller: expected a JSON object, got {args.controller!r}") from exc
         if not isinstance(ctrl, dict):
             raise ValueError(f"--controller: expected a JSON object, got {args.controller!r}")
-        d["controller"] = ctrl
-    if args.checkpoints:
+        d["controller"] = {**d.get("controller", {}), **ctrl}
+    if _given(args, "checkpoints"):
         spec = args.checkpoints
         if spec[0].isdigit():
             try:
@@ -105,7 +163,7 @@ def build_config(args: argparse.Namespace):
                 raise ValueError(f"--checkpoints: expected integers separated by commas, "
                                  f"got {spec!r}") from exc
         d["checkpoint_steps"] = spec
-    if args.no_progress:
+    if args.quiet:
         d["progress"] = False
     if args.tensorboard:
         d["tensorboard"] = True

@@ -16,7 +16,6 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,13 +23,14 @@ from infoplane.data.tasks import ArithmeticBatch, CharTokenizer, encode_arithmet
 from infoplane.experiments.common import ExperimentPaths, Progress, seed_everything, summarize
 from infoplane.io import atomic_write_csv
 from infoplane.train.model import GPT, GPTConfig
-from infoplane.train.phases import PhaseController
-from infoplane.train.regularizer import mbe_penalty
+from infoplane.train.objective import GaptObjective, ObjectiveConfig, ObjectiveTerms, single_step
+from infoplane.train.phases import PhaseControllerConfig
+from infoplane.train.schedule import lr_at
 
 NAME = "arithmetic"
 ARMS = ("baseline", "gapt")
 
-__all__ = ["NAME", "ArithmeticConfig", "run", "evaluate_split", "lm_loss"]
+__all__ = ["NAME", "ArithmeticConfig", "run", "evaluate_split", "lm_loss", "arm_step", "train_arm"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class ArithmeticConfig:
     lr: float = 3e-3
     weight_decay: float = 0.1
     warmup_steps: int = 50
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
     eval_every: int = 100
     mbe_weight: float = 1.0
     patch_size: int = 8
@@ -98,11 +100,12 @@ def evaluate_split(model: GPT, batch: ArithmeticBatch, chunk: int = 512) -> dict
     return {"masked_ce": ce_sum / max(n_tok, 1), "exact_match": n_exact / max(len(batch), 1)}
 
 
-def _lr(step: int, cfg: ArithmeticConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    frac = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))  # cosine to 0.1 lr
+def arm_step(model: GPT, opt: torch.optim.Optimizer, objective: GaptObjective, batch: ArithmeticBatch,
+             step: int) -> tuple[ObjectiveTerms, list[dict], bool]:
+    """One optimiser step of an arm: masked CE -> the GAPT step
+    (:func:`infoplane.train.objective.single_step`, gradient norm clipped at 1)."""
+    ce, hidden = lm_loss(model, batch)
+    return single_step(objective, ce, hidden, opt, step=step, params=model.parameters(), grad_clip=1.0)
 
 
 def train_arm(arm: str, cfg: ArithmeticConfig, seed: int, data: dict[str, ArithmeticBatch],
@@ -115,43 +118,34 @@ def train_arm(arm: str, cfg: ArithmeticConfig, seed: int, data: dict[str, Arithm
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
                           d_model=cfg.d_model, block_size=T, seed=seed))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    ctrl = PhaseController(rule="relative", patience_mem=cfg.patience_mem, patience_comp=cfg.patience_comp,
-                           ema=cfg.ema)
+    objective = GaptObjective(
+        ObjectiveConfig(kind="gapt" if arm == "gapt" else "ce", mbe_weight=cfg.mbe_weight,
+                        patch_size=cfg.patch_size, layers=cfg.mbe_layers, log_mbe=False),
+        controller_config=PhaseControllerConfig(rule="relative", patience_mem=cfg.patience_mem,
+                                                patience_comp=cfg.patience_comp, ema=cfg.ema))
     gen = torch.Generator().manual_seed(seed + 7)  # same batch order for both arms of a seed
     train = data["train"]
-    compress, n_comp = False, 0
+    n_comp = 0
     best = (float("inf"), None, -1)
     rows = []
     for step in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg)
+            g["lr"] = lr_at(step, cfg)
         idx = torch.randint(0, len(train), (cfg.batch_size,), generator=gen)
         batch = ArithmeticBatch(train.ids[idx], train.valid[idx], train.answer_mask[idx], train.eos_pos[idx],
                                 [train.pairs[i] for i in idx.tolist()])
-        ce, hidden = lm_loss(model, batch)
-        use_mbe = arm == "gapt"
-        if use_mbe:
-            mbe, _ = mbe_penalty(hidden, cfg.mbe_layers, patch_size=cfg.patch_size)
-            loss = ce + cfg.mbe_weight * mbe if compress else ce  # GAPT: + lambda MBE when compressing (§3.2)
-        else:
-            loss = ce
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        n_comp += int(compress)
-        if use_mbe:
-            compress = ctrl.step(ce.item(), mbe.item()).value == "compress"
+        terms, _, _ = arm_step(model, opt, objective, batch, step)
+        n_comp += int(terms.penalised)
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             val = evaluate_split(model, data["val_id"])
-            rows.append({"seed": seed, "arm": arm, "step": step + 1, "train_ce": ce.item(),
+            rows.append({"seed": seed, "arm": arm, "step": step + 1, "train_ce": terms.base,
                          "val_masked_ce": val["masked_ce"], "val_exact": val["exact_match"],
-                         "phase": "compress" if compress else "memorize"})
+                         "phase": objective.phase})
             if val["masked_ce"] < best[0]:  # model selection on ID validation only
                 best = (val["masked_ce"], copy.deepcopy(model.state_dict()), step + 1)
     model.load_state_dict(best[1])
     res = {"seed": seed, "arm": arm, "selected_step": best[2], "val_masked_ce": best[0],
-           "compress_fraction": n_comp / cfg.steps, "n_switches": len(ctrl.events)}
+           "compress_fraction": n_comp / cfg.steps, "n_switches": len(objective.events)}
     for split in ("test_id", "test_ood"):
         m = evaluate_split(model, data[split])
         res[f"{split}_masked_ce"] = m["masked_ce"]

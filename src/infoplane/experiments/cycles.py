@@ -121,6 +121,8 @@ def _cycle_stats(steps: np.ndarray, series: np.ndarray, smooth: int) -> dict[str
 def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
     """CE-only runs with alignment logging; writes ``cycles_alignment.csv`` and ``cycles_stats.csv``."""
     from infoplane.train.config import TrainConfig
+    from infoplane.train.model import GPTConfig
+    from infoplane.train.objective import ObjectiveConfig
     from infoplane.train.trainer import Trainer
 
     tok, splits, _ = lm_data(cfg.tokenizer, cfg.val_fraction, 0)
@@ -130,11 +132,12 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
     series_rows, stat_rows = [], []
     for seed in cfg.seeds:
         tc = TrainConfig(corpus="kjv", tokenizer=cfg.tokenizer, val_fraction=cfg.val_fraction,
-                         n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model,
-                         block_size=cfg.block_size, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         warmup_steps=cfg.warmup_steps, objective="ce", patch_size=cfg.patch_size,
-                         log_mbe=False, eval_every=0, eval_batches=4, checkpoint_steps="final", seed=seed,
-                         out_dir=str(fresh_dir(paths.runs / f"seed{seed}")), progress=False)
+                         model=GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model,
+                                         block_size=cfg.block_size),
+                         objective=ObjectiveConfig(kind="ce", patch_size=cfg.patch_size, log_mbe=False),
+                         steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                         warmup_steps=cfg.warmup_steps, eval_every=0, eval_batches=4, checkpoint_steps="final",
+                         seed=seed, out_dir=str(fresh_dir(paths.runs / f"seed{seed}")), progress=False)
         probe = AlignmentProbe(xb, yb, cfg.align_every, cfg.patch_size)
         res = Trainer(tc, splits=splits, tokenizer=tok, callbacks=[probe]).run()
         for r in probe.rows:

@@ -32,7 +32,8 @@ from infoplane.data.tasks import make_conflict_task, make_conflict_teacher
 from infoplane.estimators import patch_matrix_entropy
 from infoplane.experiments.common import ExperimentPaths, Progress, seed_everything, summarize
 from infoplane.io import atomic_write_csv
-from infoplane.train.phases import PhaseController
+from infoplane.train.objective import GaptObjective, ObjectiveConfig, single_step
+from infoplane.train.phases import PhaseControllerConfig
 
 NAME = "forgetting"
 ARMS = ("baseline", "static", "gapt")
@@ -118,23 +119,22 @@ def train_arm(student: Student, arm: str, x: torch.Tensor, y: torch.Tensor, cfg:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
-    ctrl = PhaseController(rule="relative", patience_mem=cfg.patience_mem, patience_comp=cfg.patience_comp,
-                           tau_ce=cfg.tau_ce, tau_mbe=cfg.tau_mbe, spike_tol=cfg.spike_tol, ema=cfg.ema)
-    compress = arm == "static"
+    kind = {"baseline": "ce", "static": "ce+mbe", "gapt": "gapt"}[arm]
+    # MBE across samples: the batch is one sequence of B samples, patches of `patch_size` (reference §4.3)
+    objective = GaptObjective(
+        ObjectiveConfig(kind=kind, mbe_weight=cfg.mbe_weight, patch_size=cfg.patch_size, layers="all",
+                        log_mbe=False),
+        controller_config=PhaseControllerConfig(
+            rule="relative", patience_mem=cfg.patience_mem, patience_comp=cfg.patience_comp,
+            tau_ce=cfg.tau_ce, tau_mbe=cfg.tau_mbe, spike_tol=cfg.spike_tol, ema=cfg.ema,
+        ) if kind == "gapt" else None)
     n_comp = 0
-    for xb, yb in _batches(x, y, cfg.batch_size, cfg.finetune_steps, gen):
+    for step, (xb, yb) in enumerate(_batches(x, y, cfg.batch_size, cfg.finetune_steps, gen)):
         pred, h = student(xb)
-        l1 = (pred - yb).abs().mean()
-        mbe = _mbe(h, cfg.patch_size)
-        loss = l1 + cfg.mbe_weight * mbe if compress else l1  # L = L_task + lambda MBE (reference §1.2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        n_comp += int(compress)
-        if arm == "gapt":
-            compress = ctrl.step(l1.item(), mbe.item()).value == "compress"
-    return {"compress_fraction": n_comp / max(cfg.finetune_steps, 1),
-            "n_switches": len(ctrl.events) if arm == "gapt" else 0}
+        l1 = (pred - yb).abs().mean()  # the base loss of this task: L1 regression (reference §4.3)
+        terms, _, _ = single_step(objective, l1, [h.unsqueeze(0)], opt, step=step)  # the GAPT step
+        n_comp += int(terms.penalised)
+    return {"compress_fraction": n_comp / max(cfg.finetune_steps, 1), "n_switches": len(objective.events)}
 
 
 @torch.no_grad()

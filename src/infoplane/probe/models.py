@@ -134,20 +134,10 @@ def _hf_tokenizer(directory: Path, gguf_file: str | None, trust_remote_code: boo
 
 
 def _load_native(path: Path, device: str | torch.device, dtype: torch.dtype) -> LoadedModel:
-    try:
-        from infoplane.train import checkpoint as ckpt_mod  # lazy: the train area is optional here
-    except ImportError as exc:
-        raise ValueError(f"{path} looks like a native infoplane checkpoint but infoplane.train.checkpoint "
-                         f"is not available ({exc})") from exc
-    model, config, meta = ckpt_mod.load_checkpoint(path)
-    wrapper = getattr(ckpt_mod, "NativeCausalLM", None)
-    if wrapper is None:
-        try:
-            from infoplane.train.model import NativeCausalLM as wrapper  # type: ignore[no-redef]
-        except ImportError:
-            wrapper = None
-    if wrapper is not None and not hasattr(model, "hidden_modules"):
-        model = wrapper(model)
+    from infoplane.train.checkpoint import load_checkpoint
+
+    # the native GPT exposes hidden_modules() itself, so the probe hooks it directly (no HF-style wrapper)
+    model, _config, meta = load_checkpoint(path)
     model = model.to(device=device, dtype=dtype).eval()
     tokenizer = None
     tok_path = meta.get("tokenizer_path") if isinstance(meta, dict) else None

@@ -17,8 +17,9 @@ _EXPORTS = {
     "NonFiniteLossError": "trainer",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "list_checkpoints": "checkpoint",
     "latest_checkpoint": "checkpoint",
-    "NativeCausalLM": "hf", "GaptLoss": "hf", "gapt_training_step": "hf", "GaptCallback": "hf",
-    "PhaseController": "phases", "Phase": "phases",
+    "NativeCausalLM": "model", "GaptLoss": "hf", "gapt_training_step": "hf", "GaptCallback": "hf",
+    "PhaseController": "phases", "Phase": "phases", "PhaseControllerConfig": "phases",
+    "GaptObjective": "objective", "ObjectiveConfig": "objective", "lr_at": "schedule",
     "mbe_penalty": "regularizer", "LayerSchedule": "regularizer",
     "gradient_alignment": "alignment", "detect_cycles": "alignment",
 }

@@ -1,16 +1,23 @@
-"""Training configuration (:class:`TrainConfig`), loadable from YAML / TOML / JSON files.
+"""Training configuration (:class:`TrainConfig`), composed of typed parts, loadable from YAML / TOML / JSON.
 
-A config file is flat (keys = the field names below) with an optional ``controller`` table, e.g. TOML::
+A config file has the run's flat fields (data, optimisation, monitoring, run) and one table per part,
+e.g. TOML::
 
     corpus = "kjv"
     tokenizer = "bpe:2048"
     steps = 1500
-    objective = "gapt"
-    [controller]
+    [model]            # GPTConfig (vocab_size comes from the tokenizer, the init seed from `seed`)
+    n_layer = 4
+    d_model = 128
+    [objective]        # ObjectiveConfig
+    kind = "gapt"
+    mbe_weight = 1.0
+    layers = "rotate"
+    [controller]       # PhaseControllerConfig
     rule = "relative"
     patience_mem = 50
-    patience_comp = 30
-    ema = 0.9
+
+Every table is strict: an unknown key is a ValueError naming it, raised when the file is loaded.
 """
 
 from __future__ import annotations
@@ -18,24 +25,26 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "OBJECTIVES", "checkpoint_schedule", "load_config_file"]
+from infoplane.io import strict_from_dict
+from infoplane.train.model import GPTConfig
+from infoplane.train.objective import KINDS, ObjectiveConfig
+from infoplane.train.phases import PhaseControllerConfig
+from infoplane.train.regularizer import resolve_layers
 
-OBJECTIVES = ("ce", "ce+mbe", "gapt")
+__all__ = ["TrainConfig", "OBJECTIVES", "checkpoint_schedule", "load_config_file", "strict_from_dict"]
+
+OBJECTIVES = KINDS
 _SCHEDULES = ("cosine", "constant")
+_PARTS = {"model": GPTConfig, "objective": ObjectiveConfig, "controller": PhaseControllerConfig}
 
 
-def strict_from_dict(cls: Any, d: dict[str, Any]) -> Any:
-    """``cls(**d)`` for a dataclass, raising ValueError on unknown keys (so typos do not pass silently)."""
-    known = {f.name for f in fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys {sorted(unknown)}; "
-                         f"expected a subset of {sorted(known)}")
-    return cls(**d)
+def _default_controller() -> PhaseControllerConfig:
+    # patience scaled to runs of ~10^3 steps (the reference's 125 steps assume ~10^4)
+    return PhaseControllerConfig(rule="relative", patience_mem=50, patience_comp=30)
 
 
 @dataclass
@@ -44,17 +53,15 @@ class TrainConfig:
 
     Data: ``corpus`` (embedded name such as ``"kjv"`` or a .txt/.jsonl path), ``tokenizer`` (``"bpe:N"``,
     ``"byte"``, ``"gpt2:DIR"`` or a tokenizer JSON path), ``val_fraction`` of documents held out.
-    Model: ``n_layer``, ``n_head``, ``d_model``, ``block_size`` (context T), ``pos_encoding``, ``dropout``,
-    ``tie_weights`` (vocab size comes from the tokenizer).
+    Model: ``model`` (:class:`~infoplane.train.model.GPTConfig`; its ``vocab_size`` is replaced by the
+    tokenizer's and its ``seed`` by the run's ``seed``).
+    Objective: ``objective`` (:class:`~infoplane.train.objective.ObjectiveConfig`: kind ce / ce+mbe / gapt,
+    lambda, patch size, layer schedule, scheme) and ``controller``
+    (:class:`~infoplane.train.phases.PhaseControllerConfig`, used by GAPT).
     Optimisation: ``steps`` optimiser steps of ``batch_size`` sequences (global, split over ``grad_accum``
     micro-batches and DDP ranks), AdamW(``lr``, ``betas``, ``weight_decay``), ``schedule`` "cosine" (linear
     warm-up over ``warmup_steps`` then cosine to ``min_lr_ratio * lr``) or "constant" (warm-up then flat),
     ``grad_clip`` (global L2 norm; 0 = off).
-    Objective: ``"ce"`` (cross-entropy only), ``"ce+mbe"`` (CE + ``mbe_weight`` * MBE every step), ``"gapt"``
-    (CE, plus ``mbe_weight`` * MBE only in compression phases chosen by the PhaseController configured by
-    ``controller``: keyword arguments of :class:`infoplane.train.phases.PhaseController`).
-    MBE: patch size ``patch_size`` tokens, layers ``mbe_layers`` ("middle", "rotate", "all" or a list of block
-    indices), ``log_mbe`` computes (no-grad) MBE for the log and the controller when it is not penalised.
     Monitoring: ``eval_every`` steps (0 = only at the end) on ``eval_batches`` held-out batches;
     ``align_every`` steps (0 = off) the CE/MBE gradient cosines on the training batch.
     Checkpoints: ``checkpoint_steps`` = list of steps, or ``"log:N"`` (N log-spaced steps), or ``"every:K"``;
@@ -66,14 +73,10 @@ class TrainConfig:
     corpus: str = "kjv"
     tokenizer: str = "bpe:2048"
     val_fraction: float = 0.05
-    # model
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 128
-    block_size: int = 128
-    pos_encoding: str = "learned"
-    dropout: float = 0.0
-    tie_weights: bool = True
+    # parts
+    model: GPTConfig = field(default_factory=GPTConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    controller: PhaseControllerConfig = field(default_factory=_default_controller)
     # optimisation
     steps: int = 1000
     batch_size: int = 16
@@ -85,14 +88,6 @@ class TrainConfig:
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
-    # objective
-    objective: str = "ce"
-    mbe_weight: float = 1.0
-    patch_size: int = 8
-    mbe_layers: Any = "middle"
-    log_mbe: bool = True
-    controller: dict[str, Any] = field(default_factory=lambda: {"rule": "relative", "patience_mem": 50,
-                                                                 "patience_comp": 30})
     # monitoring
     eval_every: int = 100
     eval_batches: int = 8
@@ -107,10 +102,20 @@ class TrainConfig:
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
+        for name, cls in _PARTS.items():
+            v = getattr(self, name)
+            if isinstance(v, dict):
+                setattr(self, name, strict_from_dict(cls, v))
+            elif not isinstance(v, cls):
+                raise ValueError(f"TrainConfig.{name} must be a {cls.__name__} or a dict of its fields, "
+                                 f"got {type(v).__name__}")
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        if isinstance(self.mbe_layers, (list, tuple)):
-            self.mbe_layers = [int(i) for i in self.mbe_layers]
         self.validate()
+
+    @property
+    def block_size(self) -> int:
+        """Context length T of the training sequences (= ``model.block_size``)."""
+        return self.model.block_size
 
     def validate(self) -> None:
         """Raise ValueError naming the first field with an invalid value."""
@@ -120,52 +125,68 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"TrainConfig.{name} must be an int >= {0 if allow_zero else 1}, got {v!r}")
 
-        for n in ("n_layer", "n_head", "d_model", "block_size", "steps", "batch_size", "grad_accum",
-                  "patch_size", "eval_batches", "max_nonfinite"):
+        for n in ("steps", "batch_size", "grad_accum", "eval_batches", "max_nonfinite"):
             pos_int(n)
         for n in ("warmup_steps", "eval_every", "align_every", "seed"):
             pos_int(n, allow_zero=True)
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"TrainConfig.objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.schedule not in _SCHEDULES:
             raise ValueError(f"TrainConfig.schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
         if self.batch_size % self.grad_accum:
             raise ValueError(f"TrainConfig.batch_size ({self.batch_size}) must be divisible by grad_accum "
                              f"({self.grad_accum})")
-        for n in ("lr", "mbe_weight", "weight_decay", "grad_clip", "min_lr_ratio", "val_fraction"):
+        for n in ("lr", "weight_decay", "grad_clip", "min_lr_ratio", "val_fraction"):
             v = getattr(self, n)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"TrainConfig.{n} must be a finite number >= 0, got {v!r}")
         if not self.val_fraction < 1:
             raise ValueError(f"TrainConfig.val_fraction must be < 1, got {self.val_fraction}")
-        if not isinstance(self.controller, dict):
-            raise ValueError(f"TrainConfig.controller must be a dict of PhaseController arguments, "
-                             f"got {self.controller!r}")
-        if self.block_size % self.patch_size and self.objective != "ce":
-            pass  # remainder tokens are dropped from the start (reference convention); allowed
+        if self.objective.scheme == "alternating" and self.grad_accum % 2:
+            raise ValueError(f"TrainConfig: objective.scheme='alternating' puts CE and MBE on alternating "
+                             f"micro-batches and needs an even grad_accum, got {self.grad_accum}")
+        if self.objective.uses_mbe:  # the layer choice only has to fit the model when MBE is penalised
+            o = self.objective
+            base = "middle" if o.layers == "rotate" else o.layers
+            try:
+                resolve_layers(self.model.n_layer, list(base) if isinstance(base, tuple) else base,
+                               o.skip_first, o.skip_last)
+            except ValueError as exc:
+                raise ValueError(f"TrainConfig.objective.layers={o.layers!r} does not fit "
+                                 f"model.n_layer={self.model.n_layer}: {exc}") from None
         checkpoint_schedule(self.checkpoint_steps, self.steps)  # validates the spec
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _PARTS}
         d["betas"] = list(self.betas)
+        for name in _PARTS:
+            part = getattr(self, name)
+            d[name] = part.to_dict() if hasattr(part, "to_dict") else asdict(part)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Build from a (possibly partial) dict; unknown keys raise ValueError."""
+        """Build from a (possibly partial) dict with nested part tables; unknown keys raise ValueError."""
         return strict_from_dict(cls, d)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
-        """Load a YAML (.yaml/.yml), TOML (.toml) or JSON (.json) config; ``overrides`` win."""
+        """Load a YAML (.yaml/.yml), TOML (.toml) or JSON (.json) config; ``overrides`` win (a dict override
+        of a part is merged into that part's table)."""
         d = load_config_file(path)
-        d.update({k: v for k, v in overrides.items() if v is not None})
+        for k, v in overrides.items():
+            if v is None:
+                continue
+            if k in _PARTS and isinstance(v, dict):
+                d[k] = {**d.get(k, {}), **v}
+            else:
+                d[k] = v
         return cls.from_dict(d)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        d = self.to_dict()
-        d.update(changes)
-        return TrainConfig.from_dict(d)
+        """A copy with ``changes`` (parts may be given as objects or dicts of fields to change)."""
+        for name in _PARTS:
+            if isinstance(changes.get(name), dict):
+                changes[name] = replace(getattr(self, name), **changes[name])
+        return replace(self, **changes)
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,48 +1,34 @@
-"""Bridges between the native GPT, probes, and Hugging Face causal LMs.
+"""GAPT for any Hugging Face causal LM, through the one GAPT step (:mod:`infoplane.train.objective`).
 
-Part 1 - reading native checkpoints like an HF model (:class:`NativeCausalLM`)
------------------------------------------------------------------------------
-An exact export to a ``transformers`` architecture is not possible: the native GPT uses learned absolute
-positions (or RoPE), a non-gated GELU MLP and RMSNorm with a weight, a combination that neither
-``LlamaForCausalLM`` (SwiGLU, RoPE) nor ``GPT2LMHeadModel`` (LayerNorm with bias) reproduces exactly. Probes
-therefore read native checkpoints natively through this thin adapter::
+:class:`GaptLoss` turns an HF forward output (``output_hidden_states=True``) into the objective of
+:class:`~infoplane.train.objective.GaptObjective`: CE (+ lambda * MBE in the compression phase) and feeds the
+step's CE / MBE to its :class:`~infoplane.train.phases.PhaseController` once per optimiser step. Layers
+index the *block outputs* ``hidden_states[1:]``; the default ``"middle"`` skips the first and the last
+(which is post-final-norm in most HF models). Use it through :func:`gapt_training_step` (plain PyTorch loop)
+or :func:`gapt_trainer_class` / :class:`GaptCallback` (``transformers.Trainer``).
 
-    lm, tok = NativeCausalLM.from_checkpoint("runs/x/checkpoints/step_00001000")
-    out = lm(input_ids, attention_mask=mask, output_hidden_states=True)
-    out.logits            # [B, T, V]
-    out.hidden_states     # tuple of L+1 tensors [B, T, D]: embedding output, then each block output
-    lm.hidden_modules()   # [embedding module, block_0, ..., block_{L-1}]: hook these for the same tensors
-
-Difference from HF: the last hidden state is the raw residual stream of the last block (before the final
-norm), not the post-norm state many HF models return. ``attention_mask`` must be right-padded (ones then
-zeros per row): attention is causal, so real tokens never see the padding that follows them.
-
-Part 2 - GAPT for any HF causal LM
-----------------------------------
-:class:`GaptLoss` turns an HF forward output (``output_hidden_states=True``) into CE (+ lambda * MBE in the
-compression phase, mbe-and-gapt.md §1.2) and feeds CE / MBE to a
-:class:`~infoplane.train.phases.PhaseController`. Layers index the *block outputs* ``hidden_states[1:]``;
-the default ``"middle"`` skips the first and the last (which is post-final-norm in most HF models).
-Use it through :func:`gapt_training_step` (plain PyTorch loop) or :func:`gapt_trainer_class` /
-:class:`GaptCallback` (``transformers.Trainer``).
+Native checkpoints read like an HF model through :class:`~infoplane.train.model.NativeCausalLM`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from infoplane.estimators.matrix import patch_matrix_entropy
-from infoplane.train.model import GPT
-from infoplane.train.phases import Phase, PhaseController
-from infoplane.train.regularizer import mbe_penalty, resolve_layers
+from infoplane.train.model import NativeCausalLM, NativeOutput
+from infoplane.train.objective import (
+    GaptObjective,
+    ObjectiveConfig,
+    ObjectiveTerms,
+    mean_signals,
+    single_step,
+)
+from infoplane.train.phases import PhaseController
 
 __all__ = [
     "NativeCausalLM",
@@ -55,85 +41,6 @@ __all__ = [
 ]
 
 
-# =============================================================================================== part 1
-@dataclass
-class NativeOutput:
-    """logits [B, T, V]; loss (mean shifted CE over non-masked labels, or None);
-    hidden_states: tuple of L+1 [B, T, D] (None unless requested)."""
-
-    logits: torch.Tensor
-    loss: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-
-class NativeCausalLM(nn.Module):
-    """HF-style view of a native :class:`~infoplane.train.model.GPT` (see the module docstring)."""
-
-    def __init__(self, model: GPT) -> None:
-        super().__init__()
-        if not isinstance(model, GPT):
-            raise ValueError(f"NativeCausalLM wraps an infoplane GPT, got {type(model).__name__}")
-        self.model = model
-        c = model.config
-        self.config = SimpleNamespace(
-            model_type="infoplane-gpt", vocab_size=c.vocab_size, hidden_size=c.d_model,
-            num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, max_position_embeddings=c.block_size,
-            native=c,
-        )
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike,
-                        map_location: str = "cpu") -> tuple[NativeCausalLM, Any]:
-        """(wrapper in eval mode, tokenizer or None) from a checkpoint directory (no unpickling)."""
-        from infoplane.data.tokenizer import load_tokenizer
-        from infoplane.train.checkpoint import load_checkpoint
-
-        model, _, meta = load_checkpoint(path, map_location=map_location)
-        tok = load_tokenizer(meta["tokenizer_path"]) if meta["tokenizer_path"] else None
-        return cls(model).eval(), tok
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
-    def hidden_modules(self) -> list[nn.Module]:
-        """[embedding module, block_0, ..., block_{L-1}]; their forward outputs are ``hidden_states``."""
-        return self.model.hidden_modules()
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, output_hidden_states: bool = False,
-                return_dict: bool = True, **_: Any) -> NativeOutput:
-        """input_ids [B, T]; attention_mask [B, T] right-padded 0/1 (optional); labels [B, T] (HF
-        convention: shifted inside, -100 ignored; masked positions ignored too)."""
-        if attention_mask is not None:
-            m = attention_mask.to(torch.int64)
-            if m.shape != input_ids.shape:
-                raise ValueError(f"attention_mask shape {tuple(m.shape)} != input_ids "
-                                 f"{tuple(input_ids.shape)}")
-            # right padding: the mask never rises again after a zero (non-increasing along T)
-            if bool((m[:, 1:] > m[:, :-1]).any()):
-                raise ValueError("attention_mask must be right-padded (ones then zeros in each row)")
-        out = self.model(input_ids)
-        loss = None
-        if labels is not None:
-            lab = labels.clone()
-            if attention_mask is not None:
-                lab[attention_mask == 0] = -100
-            # HF causal-LM convention: position t predicts labels[t+1]
-            loss = nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, out.logits.size(-1)).float(),
-                                               lab[:, 1:].reshape(-1), ignore_index=-100)
-        hidden = (out.embeddings, *out.hidden_states) if output_hidden_states else None
-        return NativeOutput(logits=out.logits, loss=loss, hidden_states=hidden)
-
-
-# =============================================================================================== part 2
 @dataclass
 class GaptStep:
     """What one GAPT loss evaluation produced: loss (differentiable), ce (float, nats), mbe {layer: nats},
@@ -152,10 +59,11 @@ class GaptLoss:
 
     Args:
         controller: a :class:`PhaseController` (None = static objective given by ``always_compress``).
-        mbe_weight: lambda (reference default 1.0, mbe-and-gapt.md §3.3).
-        layers: indices into the block outputs ``hidden_states[1:]``, ``"middle"`` or ``"all"``.
+        mbe_weight: lambda (reference default 1.0, Yu 2025 sec. 4.1).
+        layers: indices into the block outputs ``hidden_states[1:]``, ``"middle"``, ``"rotate"`` or ``"all"``.
         patch_size: tokens per patch p (reference 8).
         always_compress: without a controller, True = static CE + lambda MBE, False = CE only.
+        objective: instead of the arguments above, a ready :class:`GaptObjective`.
 
     ``loss_fn(outputs)`` returns a :class:`GaptStep`; call ``loss_fn.accumulate(step)`` per micro-batch
     and ``loss_fn.update()`` once per optimiser step to feed the averaged signals to the controller
@@ -164,21 +72,24 @@ class GaptLoss:
 
     def __init__(self, controller: PhaseController | None = None, mbe_weight: float = 1.0,
                  layers: Sequence[int] | str = "middle", patch_size: int = 8,
-                 always_compress: bool = False) -> None:
-        if not math.isfinite(mbe_weight) or mbe_weight < 0:
-            raise ValueError(f"mbe_weight must be a finite number >= 0, got {mbe_weight!r}")
-        self.controller = controller
-        self.mbe_weight = float(mbe_weight)
-        self.layers = layers
-        self.patch_size = int(patch_size)
-        self.always_compress = bool(always_compress)
-        self._acc: list[tuple[float, dict[int, float]]] = []
+                 always_compress: bool = False, *, objective: GaptObjective | None = None) -> None:
+        if objective is None:
+            kind = "gapt" if controller is not None else ("ce+mbe" if always_compress else "ce")
+            cfg = ObjectiveConfig(kind=kind, mbe_weight=mbe_weight, patch_size=patch_size,
+                                  layers=layers if isinstance(layers, str) else tuple(layers))
+            objective = GaptObjective(cfg, controller=controller)
+        self.objective = objective
+        self.step = 0  # completed optimiser steps (selects the layer of "rotate")
+        self._micro = 0
+        self._acc: list[ObjectiveTerms] = []
+
+    @property
+    def controller(self) -> PhaseController | None:
+        return self.objective.controller
 
     @property
     def phase(self) -> str:
-        if self.controller is not None:
-            return self.controller.phase.value
-        return Phase.COMPRESS.value if self.always_compress else Phase.MEMORIZE.value
+        return self.objective.phase
 
     def __call__(self, outputs: Any, ce: torch.Tensor | None = None) -> GaptStep:
         """outputs: HF ``CausalLMOutput`` (or :class:`NativeOutput`) with ``hidden_states`` (L+1 tensors) and
@@ -189,40 +100,25 @@ class GaptLoss:
         ce = outputs.loss if ce is None else ce
         if ce is None:
             raise ValueError("no CE: pass labels to the model or give ce=")
-        blocks = list(hs[1:])
-        phase = self.phase
-        penalise = phase == Phase.COMPRESS.value and self.mbe_weight > 0
-        if penalise:
-            pen, mbe = mbe_penalty(blocks, self.layers, self.patch_size)
-            loss = ce + self.mbe_weight * pen  # L = L_CE + lambda * MBE (mbe-and-gapt.md §1.2)
-        else:
-            idx = resolve_layers(len(blocks), self.layers)
-            with torch.no_grad():
-                mbe = {i: float(patch_matrix_entropy(blocks[i].detach().float(), patch_size=self.patch_size,
-                                                     remainder="drop_start")) for i in idx}
-            loss = ce
-        return GaptStep(loss=loss, ce=float(ce.detach()), mbe=mbe, penalised=penalise, phase=phase)
+        t = self.objective(ce, list(hs[1:]), step=self.step, micro=self._micro)
+        self._micro += 1
+        return GaptStep(loss=t.loss, ce=t.base, mbe=t.mbe, penalised=t.penalised, phase=t.phase)
 
     def accumulate(self, step: GaptStep) -> None:
         """Remember a micro-batch's (finite) signals for the next :meth:`update`."""
         if math.isfinite(step.ce) and all(math.isfinite(v) for v in step.mbe.values()):
-            self._acc.append((step.ce, step.mbe))
+            self._acc.append(ObjectiveTerms(step.loss, step.ce, step.mbe, step.penalised, True, step.phase))
 
     def update(self) -> list[dict[str, Any]]:
-        """Feed the mean CE / per-layer MBE of the accumulated micro-batches to the controller (once per
-        optimiser step); returns the switch events this caused. The controller's new phase applies from the
-        next step on."""
-        if self.controller is None or not self._acc:
-            self._acc.clear()
+        """Close the optimiser step: feed the mean CE / per-layer MBE of the accumulated micro-batches to the
+        controller; returns the switch events this caused (the new phase applies from the next step on)."""
+        self.step += 1
+        self._micro = 0
+        if not self._acc:
             return []
-        n = len(self._acc)
-        ce = sum(c for c, _ in self._acc) / n
-        keys = self._acc[0][1].keys()
-        mbe = {k: sum(m[k] for _, m in self._acc) / n for k in keys}
+        ce, mbe = mean_signals(self._acc)
         self._acc.clear()
-        before = len(self.controller.events)
-        self.controller.step(ce, mbe)
-        return self.controller.events[before:]
+        return self.objective.feed(ce, mbe)
 
 
 def _forward(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:
@@ -236,7 +132,7 @@ def gapt_training_step(model: nn.Module, batch: Mapping[str, torch.Tensor], opti
                        loss_fn: GaptLoss | PhaseController, *, grad_clip: float | None = 1.0,
                        scheduler: Any = None, mbe_weight: float = 1.0, layers: Sequence[int] | str = "middle",
                        patch_size: int = 8) -> dict[str, Any]:
-    """One GAPT optimiser step on an HF causal LM (plain PyTorch loop).
+    """One GAPT optimiser step on an HF causal LM (plain PyTorch loop): batch -> forward -> objective -> step.
 
     batch: ``{"input_ids": [B, T], "attention_mask"?: [B, T], "labels"?: [B, T]}`` (labels default to
     input_ids; the model shifts them). loss_fn: a :class:`GaptLoss`, or a bare :class:`PhaseController`
@@ -254,28 +150,22 @@ def gapt_training_step(model: nn.Module, batch: Mapping[str, torch.Tensor], opti
     if not isinstance(loss_fn, GaptLoss):
         raise ValueError(f"loss_fn must be a GaptLoss or PhaseController, got {type(loss_fn).__name__}")
     model.train()
-    optimizer.zero_grad(set_to_none=True)
-    st = loss_fn(_forward(model, batch))
-    skipped = not bool(torch.isfinite(st.loss))
+    outputs = _forward(model, batch)
+    hs = getattr(outputs, "hidden_states", None)
+    if hs is None or len(hs) < 2 or outputs.loss is None:
+        raise ValueError("the model must return loss and hidden_states "
+                         "(labels and output_hidden_states=True)")
+    terms, events, skipped = single_step(loss_fn.objective, outputs.loss, list(hs[1:]), optimizer,
+                                         step=loss_fn.step, params=model.parameters(), grad_clip=grad_clip)
     if not skipped:
-        st.loss.backward()
-        if grad_clip:
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            skipped = not math.isfinite(float(gn))
-    if skipped:
         optimizer.zero_grad(set_to_none=True)
-        events: list[dict[str, Any]] = []
-    else:
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        loss_fn.step += 1
         if scheduler is not None:
             scheduler.step()
-        loss_fn.accumulate(st)
-        events = loss_fn.update()
     return {
-        "loss": float(st.loss.detach()), "ce": st.ce, "mbe": st.mbe,
-        "mbe_mean": sum(st.mbe.values()) / len(st.mbe) if st.mbe else None,
-        "phase": st.phase, "next_phase": loss_fn.phase, "switch": events, "skipped": skipped,
+        "loss": float(terms.loss.detach()), "ce": terms.base, "mbe": terms.mbe,
+        "mbe_mean": sum(terms.mbe.values()) / len(terms.mbe) if terms.mbe else None,
+        "phase": terms.phase, "next_phase": loss_fn.phase, "switch": events, "skipped": skipped,
     }
 
 

@@ -19,16 +19,18 @@ tokens/s on two cores (the vocabulary head dominates the cost; offline-models-an
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from infoplane.train.config import strict_from_dict
+from infoplane.io import strict_from_dict
 
-__all__ = ["GPTConfig", "GPT", "GPTOutput", "GPTEmbedding", "Block"]
+__all__ = ["GPTConfig", "GPT", "GPTOutput", "GPTEmbedding", "Block", "NativeCausalLM", "NativeOutput"]
 
 
 @dataclass
@@ -267,3 +269,95 @@ class GPT(nn.Module):
                 nxt = torch.multinomial(probs, 1, generator=generator)
             idx = torch.cat([idx, nxt], dim=1)
         return idx
+
+
+@dataclass
+class NativeOutput:
+    """logits [B, T, V]; loss (mean shifted CE over non-masked labels, or None);
+    hidden_states: tuple of L+1 [B, T, D] (None unless requested)."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+class NativeCausalLM(nn.Module):
+    """HF-style view of a native :class:`GPT`, so probes read native checkpoints like an HF causal LM.
+
+    An exact export to a ``transformers`` architecture is not possible: learned absolute positions (or
+    RoPE), a non-gated GELU MLP and RMSNorm with a weight match neither ``LlamaForCausalLM`` nor
+    ``GPT2LMHeadModel``::
+
+        lm, tok = NativeCausalLM.from_checkpoint("runs/x/checkpoints/step_00001000")
+        out = lm(input_ids, attention_mask=mask, output_hidden_states=True)
+        out.logits            # [B, T, V]
+        out.hidden_states     # tuple of L+1 tensors [B, T, D]: embedding output, then each block output
+        lm.hidden_modules()   # [embedding module, block_0, ..., block_{L-1}]: hook these for the same tensors
+
+    Difference from HF: the last hidden state is the raw residual stream of the last block (before the final
+    norm). ``attention_mask`` must be right-padded (ones then zeros per row): attention is causal, so real
+    tokens never see the padding that follows them.
+    """
+
+    def __init__(self, model: GPT) -> None:
+        super().__init__()
+        if not isinstance(model, GPT):
+            raise ValueError(f"NativeCausalLM wraps an infoplane GPT, got {type(model).__name__}")
+        self.model = model
+        c = model.config
+        self.config = SimpleNamespace(
+            model_type="infoplane-gpt", vocab_size=c.vocab_size, hidden_size=c.d_model,
+            num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, max_position_embeddings=c.block_size,
+            native=c,
+        )
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike,
+                        map_location: str = "cpu") -> tuple[NativeCausalLM, Any]:
+        """(wrapper in eval mode, tokenizer or None) from a checkpoint directory (no unpickling)."""
+        from infoplane.data.tokenizer import load_tokenizer
+        from infoplane.train.checkpoint import load_checkpoint
+
+        model, _, meta = load_checkpoint(path, map_location=map_location)
+        tok = load_tokenizer(meta["tokenizer_path"]) if meta["tokenizer_path"] else None
+        return cls(model).eval(), tok
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def hidden_modules(self) -> list[nn.Module]:
+        """[embedding module, block_0, ..., block_{L-1}]; their forward outputs are ``hidden_states``."""
+        return self.model.hidden_modules()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_hidden_states: bool = False,
+                return_dict: bool = True, **_: Any) -> NativeOutput:
+        """input_ids [B, T]; attention_mask [B, T] right-padded 0/1 (optional); labels [B, T] (HF
+        convention: shifted inside, -100 ignored; masked positions ignored too)."""
+        if attention_mask is not None:
+            m = attention_mask.to(torch.int64)
+            if m.shape != input_ids.shape:
+                raise ValueError(f"attention_mask shape {tuple(m.shape)} != input_ids "
+                                 f"{tuple(input_ids.shape)}")
+            # right padding: the mask never rises again after a zero (non-increasing along T)
+            if bool((m[:, 1:] > m[:, :-1]).any()):
+                raise ValueError("attention_mask must be right-padded (ones then zeros in each row)")
+        out = self.model(input_ids)
+        loss = None
+        if labels is not None:
+            lab = labels.clone()
+            if attention_mask is not None:
+                lab[attention_mask == 0] = -100
+            # HF causal-LM convention: position t predicts labels[t+1]
+            loss = nn.functional.cross_entropy(out.logits[:, :-1].reshape(-1, out.logits.size(-1)).float(),
+                                               lab[:, 1:].reshape(-1), ignore_index=-100)
+        hidden = (out.embeddings, *out.hidden_states) if output_hidden_states else None
+        return NativeOutput(logits=out.logits, loss=loss, hidden_states=hidden)

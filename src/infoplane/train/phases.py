@@ -46,10 +46,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
-__all__ = ["Phase", "PhaseController", "RULES"]
+__all__ = ["Phase", "PhaseController", "PhaseControllerConfig", "RULES"]
 
 RULES = ("relative", "paper")
 
@@ -388,3 +389,35 @@ class PhaseController:
             f"PhaseController(rule={self.rule!r}, phase={self._phase.value!r}, step={self._step}, "
             f"switches={len(self.events)})"
         )
+
+
+@dataclass(frozen=True)
+class PhaseControllerConfig:
+    """Typed, validated settings of a :class:`PhaseController` (same fields and meaning as its arguments;
+    ``None`` selects the rule's reference default). Invalid values raise ValueError at construction."""
+
+    rule: str = "relative"
+    patience_mem: int | None = None
+    patience_comp: int | None = None
+    tau_ce: float | None = None
+    tau_mbe: float | None = None
+    spike_tol: float | None = None
+    ema: float | None = None
+    start: str = "memorize"
+
+    def __post_init__(self) -> None:
+        self.build()  # validates every field with the controller's own checks
+
+    def build(self) -> PhaseController:
+        """A fresh controller with these settings."""
+        return PhaseController(**asdict(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PhaseControllerConfig:
+        """Strict: an unknown key (a typo such as ``patience_memory``) is a ValueError naming it."""
+        from infoplane.io import strict_from_dict
+
+        return strict_from_dict(cls, dict(d))

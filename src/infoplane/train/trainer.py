@@ -4,12 +4,11 @@ One optimiser step ``t`` (1-based in the log):
 
 1. the sampler yields the global batch ``x, y`` [B, T]; a DDP rank keeps its contiguous shard of B / world
    rows, then ``grad_accum`` micro-batches;
-2. forward -> CE (mean nats/token) and the block outputs; the MBE of the scheduled layers
-   (:func:`~infoplane.train.regularizer.mbe_penalty`, patch size p) is computed with gradient when penalised
-   (``ce+mbe`` always, ``gapt`` in compression) and without gradient otherwise (for the log and controller);
-3. loss = CE (+ ``mbe_weight`` * MBE) (relaxed IBLM objective, mbe-and-gapt.md §1.2); a non-finite loss (on
-   any rank) skips the whole step: no backward / optimiser step, gradients zeroed, logged ``skipped=true``;
-   ``max_nonfinite`` consecutive skips raise :class:`NonFiniteLossError`;
+2. forward -> CE (mean nats/token) and the block outputs;
+3. objective (:class:`~infoplane.train.objective.GaptObjective`, the one GAPT step): loss = CE
+   (+ lambda * MBE of the scheduled layers while compressing); a non-finite loss (on any rank) skips the whole
+   step: no backward / optimiser step, gradients zeroed, logged ``skipped=true``; ``max_nonfinite``
+   consecutive skips raise :class:`NonFiniteLossError`;
 4. gradient clipping, AdamW step with the scheduled learning rate;
 5. the step's CE and per-layer MBE (averaged over micro-batches and ranks) are fed to the
    :class:`~infoplane.train.phases.PhaseController`, which sets the phase of step ``t+1`` (a one-step lag
@@ -28,6 +27,8 @@ mbe_grad_norm, mbe_grad_norm_layer}.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -54,9 +55,9 @@ from infoplane.train.checkpoint import (
     set_rng_state,
 )
 from infoplane.train.config import TrainConfig, checkpoint_schedule
-from infoplane.train.model import GPT, GPTConfig
-from infoplane.train.phases import Phase, PhaseController
-from infoplane.train.regularizer import LayerSchedule, mbe_penalty
+from infoplane.train.model import GPT
+from infoplane.train.objective import GaptObjective, ObjectiveTerms, mean_signals
+from infoplane.train.schedule import lr_at
 
 __all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "train", "lr_at", "read_log"]
 
@@ -93,20 +94,6 @@ class TrainResult:
         }
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of 0-based optimiser step ``step``: linear warm-up over ``warmup_steps``, then constant
-    or cosine decay to ``min_lr_ratio * lr`` at the last step (nanoGPT schedule)."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    span = max(cfg.steps - cfg.warmup_steps, 1)
-    frac = min(max((step - cfg.warmup_steps) / span, 0.0), 1.0)
-    # cosine: lr_min + 0.5 (lr - lr_min)(1 + cos(pi * frac))
-    lo = cfg.lr * cfg.min_lr_ratio
-    return lo + 0.5 * (cfg.lr - lo) * (1.0 + math.cos(math.pi * frac))
-
-
 def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Records of a training JSONL log."""
     with open(path, encoding="utf-8") as fh:
@@ -120,15 +107,6 @@ def _dist_info() -> tuple[bool, int, int]:
     if dist.is_available() and dist.is_initialized():
         return True, dist.get_rank(), dist.get_world_size()
     return False, 0, 1
-
-
-def _mbe_per_layer(hidden: Sequence[torch.Tensor], layers: Sequence[int],
-                   patch_size: int) -> dict[int, float]:
-    """Patch MBE (nats) of each listed layer without gradient."""
-    with torch.no_grad():
-        vals = [patch_matrix_entropy(hidden[i].detach(), patch_size=patch_size, remainder="drop_start")
-                for i in layers]
-        return {i: float(v) for i, v in zip(layers, torch.stack(vals).tolist())}
 
 
 class Trainer:
@@ -177,15 +155,12 @@ class Trainer:
             if tokenizer is None or not hasattr(tokenizer, "get_vocab_size"):
                 raise ValueError("vocab_size is required when the tokenizer has no get_vocab_size()")
             vocab_size = int(tokenizer.get_vocab_size())
-        self.model_config = GPTConfig(vocab_size=vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                                      d_model=cfg.d_model, block_size=cfg.block_size,
-                                      pos_encoding=cfg.pos_encoding, dropout=cfg.dropout,
-                                      tie_weights=cfg.tie_weights, seed=cfg.seed)
+        self.model_config = dataclasses.replace(cfg.model, vocab_size=vocab_size, seed=cfg.seed)
         self.model = GPT(self.model_config)
         self.sampler = BatchSampler(splits.train, cfg.batch_size, cfg.block_size, seed=cfg.seed)
         self.val = val_batches(splits.val, cfg.batch_size, cfg.block_size, cfg.eval_batches)
-        self.schedule = LayerSchedule(cfg.n_layer, cfg.mbe_layers)
-        self.controller = PhaseController(**cfg.controller) if cfg.objective == "gapt" else None
+        self.objective = GaptObjective(cfg.objective, controller_config=cfg.controller)
+        self.controller = self.objective.controller  # None unless GAPT
         self.optimizer = self._make_optimizer()
         self.checkpoint_steps = set(checkpoint_schedule(cfg.checkpoint_steps, cfg.steps))
 
@@ -241,12 +216,7 @@ class Trainer:
     @property
     def phase(self) -> str:
         """Phase of the next step: "memorize" or "compress" (ce: "memorize", ce+mbe: "compress")."""
-        obj = self.config.objective
-        if obj == "ce":
-            return Phase.MEMORIZE.value
-        if obj == "ce+mbe":
-            return Phase.COMPRESS.value
-        return self.controller.phase.value
+        return self.objective.phase
 
     def _all_reduce_mean(self, values: list[float]) -> list[float]:
         if not self.distributed:
@@ -264,7 +234,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, Any]:
-        """One optimiser step; returns its log record (not yet written)."""
+        """One optimiser step: batch -> forward -> objective -> step; returns its log record (not yet
+        written)."""
         cfg = self.config
         t0 = time.perf_counter()
         self.model.train()
@@ -274,50 +245,31 @@ class Trainer:
         y = y[self.rank * per_rank:(self.rank + 1) * per_rank]
         micro = per_rank // cfg.grad_accum
         phase = self.phase
-        penalise = phase == Phase.COMPRESS.value and cfg.mbe_weight > 0
-        layers = self.schedule.layers(self.step)
-        need_mbe = penalise or cfg.log_mbe or cfg.objective == "gapt"
         lr = lr_at(self.step, cfg)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         do_align = cfg.align_every > 0 and (self.step + 1) % cfg.align_every == 0
         self.optimizer.zero_grad(set_to_none=True)
 
-        ce_sum, loss_sum = 0.0, 0.0
-        mbe_sum: dict[int, float] = {}
+        terms: list[ObjectiveTerms] = []
+        losses: list[float] = []
         align = None
         skipped = False
         for k in range(cfg.grad_accum):
             xb, yb = x[k * micro:(k + 1) * micro], y[k * micro:(k + 1) * micro]
             last = k == cfg.grad_accum - 1
-            ctx = self.ddp_model.no_sync() if (self.distributed and not last) else _nullcontext()
+            ctx = self.ddp_model.no_sync() if (self.distributed and not last) else contextlib.nullcontext()
             with ctx:
                 out = self.ddp_model(xb, yb)
-                ce = out.loss
-                loss = ce
-                mbe_vals: dict[int, float] = {}
-                finite = bool(torch.isfinite(ce))
-                try:
-                    if finite and penalise:
-                        pen, mbe_vals = mbe_penalty(out.hidden_states, layers, cfg.patch_size)
-                        loss = ce + cfg.mbe_weight * pen  # L = L_CE + lambda * MBE (mbe-and-gapt.md §1.2)
-                    elif finite and need_mbe:
-                        mbe_vals = _mbe_per_layer(out.hidden_states, layers, cfg.patch_size)
-                    if finite and do_align and k == 0:
-                        align = self._alignment(ce, out.hidden_states)
-                except ValueError as exc:  # the MBE estimator rejects non-finite hidden states
-                    if "finite" not in str(exc):
-                        raise
-                    loss = ce * float("nan")
-                bad = self._any_rank(not bool(torch.isfinite(loss)))
-                if bad:
+                t = self.objective(out.loss, out.hidden_states, step=self.step, micro=k)
+                if t.finite and do_align and k == 0:
+                    align = self._alignment(out.loss, out.hidden_states)
+                if self._any_rank(not t.finite):
                     skipped = True
                     break
-                (loss / cfg.grad_accum).backward()
-            ce_sum += float(ce.detach())
-            loss_sum += float(loss.detach())
-            for i, v in mbe_vals.items():
-                mbe_sum[i] = mbe_sum.get(i, 0.0) + v
+                (t.loss / cfg.grad_accum).backward()
+            terms.append(t)
+            losses.append(float(t.loss.detach()))
 
         grad_norm = None
         if not skipped:
@@ -341,22 +293,19 @@ class Trainer:
         self.step += 1
 
         rec: dict[str, Any] = {"step": self.step, "phase": phase, "lr": lr, "skipped": skipped}
-        switch = []
+        switch: list[dict[str, Any]] = []
         if skipped:
             rec.update(ce=None, loss=None, mbe={}, mbe_mean=None, grad_norm=None)
         else:
-            n = cfg.grad_accum
-            keys = sorted(mbe_sum)
-            red = self._all_reduce_mean([ce_sum / n, loss_sum / n] + [mbe_sum[i] / n for i in keys])
+            ce_v, mbe_v = mean_signals(terms)
+            keys = sorted(mbe_v)
+            red = self._all_reduce_mean([ce_v, sum(losses) / len(losses)] + [mbe_v[i] for i in keys])
             ce_v, loss_v, mbe_v = red[0], red[1], dict(zip(keys, red[2:]))
             rec.update(ce=ce_v, loss=loss_v, mbe={str(i): v for i, v in mbe_v.items()},
                        mbe_mean=(sum(mbe_v.values()) / len(mbe_v)) if mbe_v else None, grad_norm=grad_norm)
-            if self.controller is not None:
-                n_events = len(self.controller.events)
-                self.controller.step(ce_v, mbe_v)  # decides the phase of the next step
-                switch = self.controller.events[n_events:]
+            switch = self.objective.feed(ce_v, mbe_v)  # decides the phase of the next step
         if switch:
-            rec["switch"] = [{k: v for k, v in e.items()} for e in switch]
+            rec["switch"] = [dict(e) for e in switch]
         rec["next_phase"] = self.phase
         rec["tokens"] = self.tokens
         if align is not None:
@@ -374,7 +323,8 @@ class Trainer:
     def _alignment(self, ce: torch.Tensor, hidden: list[torch.Tensor]) -> dict[str, Any]:
         from infoplane.train.alignment import gradient_alignment
 
-        mbe_l = {i: patch_matrix_entropy(h, patch_size=self.config.patch_size, remainder="drop_start")
+        p = self.config.objective.patch_size
+        mbe_l = {i: patch_matrix_entropy(h, patch_size=p, remainder="drop_start")
                  for i, h in enumerate(hidden)}
         res = gradient_alignment(self.model, ce, mbe_l, per_layer=True, retain_graph=True)
         return {
@@ -392,13 +342,13 @@ class Trainer:
             return {}
         self.model.eval()
         ce_tot, n_tok = 0.0, 0
-        mbe_tot = [0.0] * self.config.n_layer
+        mbe_tot = [0.0] * self.config.model.n_layer
         for xb, yb in self.val:
             out = self.model(xb, yb)
             ce_tot += float(out.loss) * yb.numel()
             n_tok += yb.numel()
             for i, h in enumerate(out.hidden_states):
-                mbe_tot[i] += float(patch_matrix_entropy(h, patch_size=self.config.patch_size,
+                mbe_tot[i] += float(patch_matrix_entropy(h, patch_size=self.config.objective.patch_size,
                                                          remainder="drop_start"))
         self.model.train()
         nb = len(self.val)
@@ -465,7 +415,7 @@ class Trainer:
         if cfg.progress and self.rank == 0:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train[{cfg.objective}]", unit="step")
+            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train[{cfg.objective.kind}]", unit="step")
         try:
             while self.step < cfg.steps:
                 rec = self.train_step()
@@ -504,14 +454,6 @@ class Trainer:
         if self.rank == 0:
             atomic_write_json(self.out_dir / "summary.json", result.to_dict())
         return result
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def train(config: TrainConfig | dict[str, Any], **kwargs: Any) -> TrainResult:
