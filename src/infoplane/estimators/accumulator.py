@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 from .kernel import AssignmentKernel, cpu_threads, entr_sum
-from .labels import LabelRows, LabelTables, PreparedLabels
+from .labels import LabelTables, PreparedLabels
 from .protocol import SyncMixin
 from .reference import reference_hash
 from .result import SoftEntropyResult
 from .soft import resolve_reference_and_temperature
 from .state import FORMAT, check_state
-from .validation import as_float_tensor, check_dim
+from .validation import as_float_tensor, as_layered, check_dim
 
 __all__ = ["SoftEntropyAccumulator", "SoftEntropyResult", "PreparedLabels"]
 
@@ -178,33 +178,8 @@ class SoftEntropyAccumulator(SyncMixin):
             layer: layer index for a 2-D ``z``.
         """
         z = as_float_tensor(z).detach()
-        if z.dim() == 2:
-            if layer is None:
-                if self.n_layers != 1:
-                    raise ValueError(
-                        f"z is [N, d] but the accumulator tracks n_layers={self.n_layers}: pass layer=l "
-                        f"(0 <= l < {self.n_layers}) or z as [L={self.n_layers}, N, d]"
-                    )
-                layer = 0
-            if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or not (
-                0 <= layer < self.n_layers
-            ):
-                raise ValueError(f"layer must be an integer in [0, {self.n_layers}), got {layer!r}")
-            layer = int(layer)
-            z3 = z.unsqueeze(0)
-        elif z.dim() == 3:
-            if layer is not None:
-                raise ValueError(f"layer must be None when z is [L, N, d]; got layer={layer!r}")
-            if z.shape[0] != self.n_layers:
-                raise ValueError(f"z is [L, N, d] with L={z.shape[0]}, expected L=n_layers={self.n_layers}")
-            z3 = z
-        else:
-            raise ValueError(f"z must be [N, d] or [L, N, d], got shape {tuple(z.shape)}")
-        n, d = z3.shape[1], z3.shape[2]
-        if d != self.dim:
-            raise ValueError(f"z must have d={self.dim} features (last axis), got d={d}")
-        if n == 0:
-            raise ValueError("z is an empty batch (N=0); expected at least one sample")
+        z3, layer = as_layered(z, layer, self.n_layers, self.dim)
+        n = z3.shape[1]
         tables = self._labels
         if labels is None:
             if tables.names:
@@ -367,7 +342,7 @@ class SoftEntropyAccumulator(SyncMixin):
         ref_layer = int(torch.argmax(n)) if n.numel() else 0
         for name in names:
             s = self._labels.sets[name]
-            c_nats, null_nats = self._conditional_nats(s)
+            c_nats, null_nats = s.conditional_nats(self.cpu_threads)
             ce = (c_nats + s.neg_sent.cpu()) / n / log_m  # sum_x (n_x/N) H(Z|x) + singletons
             cond[name] = ce.numpy()
             mi[name] = (h - ce).numpy()  # I(X;Z) = H(Z) - H(Z|X) (Conklin et al. 2026, sec. 3.2)
@@ -399,29 +374,6 @@ class SoftEntropyAccumulator(SyncMixin):
             n_skipped_zero=self._skipped.cpu().numpy(),
             seed=self._ref_seed,
         )
-
-    def _conditional_nats(self, s: LabelRows) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """sum_x n_x H(C_x / |C_x|) per layer (nats, float64 CPU), for the labels and their null."""
-        L = self.n_layers
-        out = torch.zeros(L, dtype=torch.float64)
-        out_null = torch.zeros(L, dtype=torch.float64) if s.null_sums is not None else None
-        chunk = max(1, (1 << 22) // (L * self.n_bins))
-        with cpu_threads(s.sums.device, self.cpu_threads):
-            for a in range(1, s.n_rows, chunk):
-                b = min(s.n_rows, a + chunk)
-                rn = s.row_n[a:b]
-                used = rn > 0
-                for buf, acc in ((s.sums, out), (s.null_sums, out_null)):
-                    if buf is None:
-                        continue
-                    x = buf[a:b]
-                    tot = x.sum(-1)
-                    xlogx = x.clamp_min(1e-300).log_().mul_(x).sum(-1)
-                    # H(C_x / T_x) = log T_x - sum_j C_xj log C_xj / T_x (nats; H(Z | X = x), Conklin et al.
-                    # 2026, sec. 3.2)
-                    hx = torch.where(used, tot.clamp_min(1e-300).log() - xlogx / tot.clamp_min(1e-300), 0.0)
-                    acc += (rn * hx).sum(0).cpu()
-        return out, out_null
 
     # ------------------------------------------------------------------ merge / state
     def _settings(self) -> dict[str, Any]:
@@ -467,20 +419,7 @@ class SoftEntropyAccumulator(SyncMixin):
         self._skipped += other._skipped.to(device)
         self._labels.names = o_names
         for name in o_names:
-            os_ = other._labels.sets[name]
-            s = self._labels.get(name)
-            k = os_.n_rows - 1
-            rows_np = np.zeros(k + 1, dtype=np.int64)
-            rows_np[1:] = s.map_keys(os_.keys_by_row[1:])
-            s.ensure_capacity(s.n_rows)
-            rows = torch.from_numpy(rows_np).to(device)
-            s.sums.index_add_(0, rows, os_.sums[: k + 1].to(device))
-            s.row_n.index_add_(0, rows, os_.row_n[: k + 1].to(device))
-            if s.null_sums is not None:
-                s.null_sums.index_add_(0, rows, os_.null_sums[: k + 1].to(device))
-            s.neg_n += os_.neg_n.to(device)
-            s.neg_sent += os_.neg_sent.to(device)
-            s.null_neg_sent += os_.null_neg_sent.to(device)
+            self._labels.get(name).merge_from(other._labels.sets[name])
         return self
 
     def state_dict(self) -> dict[str, Any]:
@@ -492,20 +431,7 @@ class SoftEntropyAccumulator(SyncMixin):
         self._flush()
         sets = {}
         for name in self._labels.names or ():
-            s = self._labels.sets[name]
-            k = s.n_rows
-            entry = {
-                "keys": torch.from_numpy(s.keys_by_row[1:k].copy()),
-                "singleton_sums": s.sums[0].cpu().clone(),
-                "sums": s.sums[1:k].cpu().clone(),
-                "row_n": s.row_n[1:k].cpu().clone(),
-                "neg_n": s.neg_n.cpu().clone(),
-                "neg_sent": s.neg_sent.cpu().clone(),
-                "null_neg_sent": s.null_neg_sent.cpu().clone(),
-            }
-            if s.null_sums is not None:
-                entry["null_sums"] = s.null_sums[1:k].cpu().clone()
-            sets[name] = entry
+            sets[name] = self._labels.sets[name].state_entry()
         names = self._labels.names
         return {
             "format": FORMAT,
@@ -554,19 +480,7 @@ class SoftEntropyAccumulator(SyncMixin):
         names = state["label_names"]
         self._labels.names = tuple(names) if names is not None else None
         for name, e in state["label_sets"].items():
-            s = self._labels.get(name)
-            keys = e["keys"]
-            k = keys.numel()
-            s.set_keys(keys.to(torch.int64).numpy().copy(), name)
-            s.ensure_capacity(k + 1)
-            s.sums[1 : k + 1] = e["sums"].to(device)
-            s.sums[0] = e["singleton_sums"].to(device)
-            s.row_n[1 : k + 1] = e["row_n"].to(device)
-            if s.null_sums is not None:
-                s.null_sums[1 : k + 1] = e["null_sums"].to(device)
-            s.neg_n += e["neg_n"].to(device)
-            s.neg_sent += e["neg_sent"].to(device)
-            s.null_neg_sent += e["null_neg_sent"].to(device)
+            self._labels.get(name).load_entry(e, name)
 
     def _empty_like(self) -> SoftEntropyAccumulator:
         acc = SoftEntropyAccumulator(

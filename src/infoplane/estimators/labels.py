@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .kernel import cpu_threads
 from .validation import as_label_tensor, labels_as_dict
 
 __all__ = ["PreparedLabels", "LabelRows", "LabelTables"]
@@ -167,6 +168,78 @@ class LabelRows:
             ts.append(self.null_sums[:rows])
         tables = self.keys_sorted.nbytes + self.rows_sorted.nbytes + self._keys_by_row.nbytes
         return sum(t.numel() * t.element_size() for t in ts) + tables
+
+    # -- merging, state entries and the conditional entropies ------------------------------------------
+    def merge_from(self, other: LabelRows) -> None:
+        """Add ``other``'s rows (keys mapped into this table; new keys get new rows)."""
+        device = self.device
+        k = other.n_rows - 1
+        rows_np = np.zeros(k + 1, dtype=np.int64)
+        rows_np[1:] = self.map_keys(other.keys_by_row[1:])
+        self.ensure_capacity(self.n_rows)
+        rows = torch.from_numpy(rows_np).to(device)
+        self.sums.index_add_(0, rows, other.sums[: k + 1].to(device))
+        self.row_n.index_add_(0, rows, other.row_n[: k + 1].to(device))
+        if self.null_sums is not None:
+            self.null_sums.index_add_(0, rows, other.null_sums[: k + 1].to(device))
+        self.neg_n += other.neg_n.to(device)
+        self.neg_sent += other.neg_sent.to(device)
+        self.null_neg_sent += other.null_neg_sent.to(device)
+
+    def state_entry(self) -> dict[str, torch.Tensor]:
+        """The rows in use as CPU tensors (keys ``[K]``, sums ``[K, L, m]``, row_n ``[K, L]``, ...)."""
+        k = self.n_rows
+        entry = {
+            "keys": torch.from_numpy(self.keys_by_row[1:k].copy()),
+            "singleton_sums": self.sums[0].cpu().clone(),
+            "sums": self.sums[1:k].cpu().clone(),
+            "row_n": self.row_n[1:k].cpu().clone(),
+            "neg_n": self.neg_n.cpu().clone(),
+            "neg_sent": self.neg_sent.cpu().clone(),
+            "null_neg_sent": self.null_neg_sent.cpu().clone(),
+        }
+        if self.null_sums is not None:
+            entry["null_sums"] = self.null_sums[1:k].cpu().clone()
+        return entry
+
+    def load_entry(self, e: dict[str, torch.Tensor], name: str) -> None:
+        """Install a (validated) :meth:`state_entry` into these empty rows."""
+        device = self.device
+        keys = e["keys"]
+        k = keys.numel()
+        self.set_keys(keys.to(torch.int64).numpy().copy(), name)
+        self.ensure_capacity(k + 1)
+        self.sums[1 : k + 1] = e["sums"].to(device)
+        self.sums[0] = e["singleton_sums"].to(device)
+        self.row_n[1 : k + 1] = e["row_n"].to(device)
+        if self.null_sums is not None:
+            self.null_sums[1 : k + 1] = e["null_sums"].to(device)
+        self.neg_n += e["neg_n"].to(device)
+        self.neg_sent += e["neg_sent"].to(device)
+        self.null_neg_sent += e["null_neg_sent"].to(device)
+
+    def conditional_nats(self, threads: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """sum_x n_x H(C_x / |C_x|) per layer (nats, float64 CPU ``[L]``), for the labels and their null."""
+        L = self.n_layers
+        out = torch.zeros(L, dtype=torch.float64)
+        out_null = torch.zeros(L, dtype=torch.float64) if self.null_sums is not None else None
+        chunk = max(1, (1 << 22) // (L * self.n_bins))
+        with cpu_threads(self.sums.device, threads):
+            for a in range(1, self.n_rows, chunk):
+                b = min(self.n_rows, a + chunk)
+                rn = self.row_n[a:b]
+                used = rn > 0
+                for buf, acc in ((self.sums, out), (self.null_sums, out_null)):
+                    if buf is None:
+                        continue
+                    x = buf[a:b]
+                    tot = x.sum(-1)
+                    xlogx = x.clamp_min(1e-300).log_().mul_(x).sum(-1)
+                    # H(C_x / T_x) = log T_x - sum_j C_xj log C_xj / T_x (nats; H(Z | X = x), Conklin et al.
+                    # 2026, sec. 3.2)
+                    hx = torch.where(used, tot.clamp_min(1e-300).log() - xlogx / tot.clamp_min(1e-300), 0.0)
+                    acc += (rn * hx).sum(0).cpu()
+        return out, out_null
 
 
 class LabelTables:

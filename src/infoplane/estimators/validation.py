@@ -18,6 +18,7 @@ __all__ = [
     "check_temperature",
     "MIN_TEMPERATURE",
     "as_float_tensor",
+    "as_layered",
     "check_finite_nonzero",
     "row_norms",
     "as_label_tensor",
@@ -75,6 +76,36 @@ def as_float_tensor(z: Any, name: str = "z") -> torch.Tensor:
     if not torch.is_floating_point(z):
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
     return z
+
+
+def as_layered(z: torch.Tensor, layer: Any, n_layers: int, dim: int) -> tuple[torch.Tensor, int | None]:
+    """``z [N, d]`` (with ``layer``, optional when ``n_layers == 1``) or ``[L, N, d]`` -> (``[Lb, N, d]``,
+    the layer of a 2-D ``z`` or ``None``), checking shapes, the layer index and ``N >= 1``."""
+    if z.dim() == 2:
+        if layer is None:
+            if n_layers != 1:
+                raise ValueError(
+                    f"z is [N, d] but the accumulator tracks n_layers={n_layers}: pass layer=l "
+                    f"(0 <= l < {n_layers}) or z as [L={n_layers}, N, d]"
+                )
+            layer = 0
+        if not _is_int(layer) or not (0 <= layer < n_layers):
+            raise ValueError(f"layer must be an integer in [0, {n_layers}), got {layer!r}")
+        layer = int(layer)
+        z3 = z.unsqueeze(0)
+    elif z.dim() == 3:
+        if layer is not None:
+            raise ValueError(f"layer must be None when z is [L, N, d]; got layer={layer!r}")
+        if z.shape[0] != n_layers:
+            raise ValueError(f"z is [L, N, d] with L={z.shape[0]}, expected L=n_layers={n_layers}")
+        z3 = z
+    else:
+        raise ValueError(f"z must be [N, d] or [L, N, d], got shape {tuple(z.shape)}")
+    if z3.shape[2] != dim:
+        raise ValueError(f"z must have d={dim} features (last axis), got d={z3.shape[2]}")
+    if z3.shape[1] == 0:
+        raise ValueError("z is an empty batch (N=0); expected at least one sample")
+    return z3, layer
 
 
 def row_norms(z: torch.Tensor) -> torch.Tensor:
