@@ -23,7 +23,7 @@ TINY = [
     "arithmetic.n_train=500", "arithmetic.n_val=100", "arithmetic.n_test=100", "arithmetic.n_test_ood=100",
     "arithmetic.eval_every=20", "arithmetic.d_model=32", "forgetting.seeds=[0,1,2]",
     "forgetting.pretrain_steps=50", "forgetting.finetune_steps=80", "forgetting.n_train=512",
-    "forgetting.n_eval=256", "plane_over_training.max_tokens=256",
+    "forgetting.n_eval=256", "plane_over_training.probe.max_tokens=256",
 ]
 ONLY = ["1", "2", "3", "4", "5"]  # experiment 6 (SmolLM2 load ~40 s) has its own skip test
 

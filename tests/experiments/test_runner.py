@@ -248,3 +248,16 @@ def test_plane_over_training_skipped_without_experiment_2_is_not_done(tmp_path):
     assert "lm_gapt" in s["skipped_reason"]
     assert (tmp_path / "results" / "plane_over_training.json").is_file()
     assert not is_done(tmp_path, "plane_over_training", cfg, ("lm_gapt",))
+
+
+def test_overrides_reach_nested_configs():
+    spec = registry.get("plane_over_training")
+    quick = registry.make_config(spec, "quick")
+    dotted = registry.make_config(spec, "quick", {"probe.max_tokens": 256, "arms": ("gapt",)})
+    as_dict = registry.make_config(spec, "quick", {"probe": {"max_tokens": 256}})
+    assert dotted.probe.max_tokens == 256 == as_dict.probe.max_tokens and dotted.arms == ("gapt",)
+    assert dotted.probe.n_bins == quick.probe.n_bins and quick.probe.max_tokens != 256  # the rest kept
+    with pytest.raises(ValueError, match=r"plane_over_training\.probe: unknown config field.*max_tokenz"):
+        registry.make_config(spec, "quick", {"probe.max_tokenz": 1})
+    with pytest.raises(ValueError, match=r"plane_over_training\.arms is not a nested config"):
+        registry.make_config(spec, "quick", {"arms.x": 1})

@@ -95,5 +95,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true",
                    help="rerun experiments even when a finished result exists")
     p.add_argument("--set", action="append", metavar="EXP.FIELD=JSON",
-                   help="override a config field, e.g. --set lm_gapt.steps=40 (repeatable)")
+                   help="override a config field, e.g. --set lm_gapt.steps=40; a nested config's field with "
+                        "a dotted name, e.g. --set plane_over_training.probe.max_tokens=256 (repeatable)")
     p.set_defaults(func=_cmd)

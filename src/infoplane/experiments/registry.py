@@ -215,7 +215,11 @@ def order(specs: Sequence[ExperimentSpec]) -> list[ExperimentSpec]:
 
 
 def make_config(spec: ExperimentSpec, size: str, overrides: dict[str, Any] | None = None) -> Any:
-    """``quick`` / ``full`` config of ``spec`` with optional field overrides (e.g. from a test)."""
+    """``quick`` / ``full`` config of ``spec`` with optional field overrides (e.g. from a test or ``--set``).
+
+    A field of a nested config dataclass is reached with a dotted key (``{"probe.max_tokens": 256}``) or a
+    dict value (``{"probe": {"max_tokens": 256}}``). An unknown field is a ValueError naming the valid ones.
+    """
     if size not in ("quick", "full", "tiny"):
         raise ValueError(f"size must be 'quick', 'full' or 'tiny', got {size!r}")
     cls = spec.config_type()
@@ -223,14 +227,31 @@ def make_config(spec: ExperimentSpec, size: str, overrides: dict[str, Any] | Non
     if factory is None:  # 'tiny' falls back to quick
         factory = cls.quick
     cfg = factory()
-    if overrides:
-        known = {f.name for f in dataclasses.fields(cfg)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"{spec.name}: unknown config field(s) {unknown}; "
-                             f"expected some of {sorted(known)}")
-        cfg = dataclasses.replace(cfg, **overrides)
-    return cfg
+    return _replace(cfg, overrides, spec.name) if overrides else cfg
+
+
+def _replace(cfg: Any, overrides: dict[str, Any], where: str) -> Any:
+    """``dataclasses.replace`` of ``cfg`` with ``overrides``, descending into nested config dataclasses."""
+    known = {f.name for f in dataclasses.fields(cfg)}
+    flat: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        elif isinstance(value, dict) and dataclasses.is_dataclass(getattr(cfg, key, None)):
+            nested.setdefault(head, {}).update(value)
+        else:
+            flat[key] = value
+    unknown = sorted((set(flat) | set(nested)) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown config field(s) {unknown}; expected some of {sorted(known)}")
+    for head, sub in nested.items():
+        inner = getattr(cfg, head)
+        if not dataclasses.is_dataclass(inner):
+            raise ValueError(f"{where}.{head} is not a nested config, so {sorted(sub)} cannot be set in it")
+        flat[head] = _replace(inner, sub, f"{where}.{head}")
+    return dataclasses.replace(cfg, **flat)
 
 
 # The built-in experiments, one line each (priority: the longest start first, keeping parallel workers busy).
