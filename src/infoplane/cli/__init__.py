@@ -34,11 +34,12 @@ _DEBUG_HELP = "show the full traceback of an error"
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """argparse's ``(default: ...)`` after every flag's help, except where there is no value to show
-    (a default of None or False) or the help text already states its default."""
+    (a default of None, an on/off switch that is off unless given) or the help already states its default."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default is None or action.default is False or "default" in text.lower():
+        switch_off = action.default is False and isinstance(action, argparse._StoreTrueAction)
+        if action.default is None or switch_off or "default" in text.lower():
             return action.help
         return super()._get_help_string(action)
 
