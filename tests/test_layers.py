@@ -221,6 +221,36 @@ def forbidden_text() -> list[str]:
     return bad
 
 
+def _declared_imports() -> set[str]:
+    """Import names of the dependencies and the dev extra in pyproject.toml: never optional in tests."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
+        import tomli as tomllib
+
+    project = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    specs = [*project["dependencies"], *project["optional-dependencies"].get("dev", [])]
+    dists = {re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0].lower().replace("-", "_") for spec in specs}
+    return {{"pyyaml": "yaml"}.get(d, d) for d in dists}
+
+
+def hidden_failures_in_tests() -> list[str]:
+    """``pytest.importorskip`` of the package itself or of a declared dependency: an ImportError there is a
+    failure to report, not a reason to skip."""
+    tests = SRC.parents[1] / "tests"
+    required = _declared_imports() | {ROOT}
+    bad = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "importorskip" \
+                    and node.args and isinstance(node.args[0], ast.Constant):
+                name = str(node.args[0].value)
+                if name.split(".")[0] in required:
+                    bad.append(f"{path.relative_to(tests.parent)}:{node.lineno}: importorskip({name!r}); "
+                               f"import it")
+    return bad
+
+
 # ---------------------------------------------------------------- the checks
 
 
@@ -243,6 +273,11 @@ def test_estimators_import_nothing_from_the_package():
 def test_no_file_over_500_lines_without_a_stated_reason():
     bad = long_files()
     assert not bad, "\n".join(bad)
+
+
+def test_tests_do_not_skip_on_the_package_or_its_declared_dependencies():
+    bad = hidden_failures_in_tests()
+    assert not bad, "skips that would hide an ImportError:\n" + "\n".join(bad)
 
 
 def test_no_internal_notes_or_machine_paths_in_the_source():
