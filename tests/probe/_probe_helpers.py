@@ -43,19 +43,20 @@ TEXTS = [
 ]
 
 
-def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, kwargs: dict) -> None:
+def distributed_worker(rank: int, world: int, init_file: str, out_dir: str, config: dict) -> None:
     """Child of ``torch.multiprocessing.spawn``: sharded analyze on a gloo group, rows dumped as JSON."""
     import json
 
     import torch.distributed as dist
 
+    from infoplane.probe.config import ProbeConfig
     from infoplane.probe.distributed import analyze_distributed
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         ids = [CharTokenizer().encode(t) for t in TEXTS]
-        res = analyze_distributed(make_tiny_llama(), ids, progress=False, **kwargs)
+        res = analyze_distributed(make_tiny_llama(), ids, ProbeConfig.from_dict(config), progress=False)
         with open(f"{out_dir}/rank{rank}.json", "w") as fh:
             meta = {k: res.metadata[k] for k in ("n_samples", "shard")}
             json.dump({"rows": res.rows, "metadata": meta}, fh)

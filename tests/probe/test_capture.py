@@ -8,8 +8,10 @@ import torch
 from _probe_helpers import TEXTS, make_tiny_llama
 
 from infoplane.estimators import SoftEntropyAccumulator
-from infoplane.probe.analyze import analyze, prepare_plan
+from infoplane.probe.analyze import analyze
 from infoplane.probe.capture import HiddenStateCapture, find_hidden_sites, forward_batch, hidden_dims
+from infoplane.probe.config import ProbeConfig
+from infoplane.probe.plan import prepare_plan
 
 
 def _capture(model, ids, mask):
@@ -82,11 +84,10 @@ def test_native_gpt_hidden_modules():
 
 
 def test_hook_statistics_equal_statistics_from_output_hidden_states(tiny_llama, char_tok):
-    kw = dict(orders=(1, 2), max_tokens=200, seq_len=40, batch_size=3, seed=3)
-    res = analyze(tiny_llama, TEXTS, tokenizer=char_tok, null=False, progress=False, **kw)
-    plan = prepare_plan(TEXTS, char_tok, kw["orders"], kw["max_tokens"], kw["seq_len"], kw["batch_size"],
-                        kw["seed"])
-    acc = SoftEntropyAccumulator(16, n_layers=4, seed=kw["seed"])
+    cfg = ProbeConfig(orders=(1, 2), max_tokens=200, seq_len=40, batch_size=3, seed=3, null=False)
+    res = analyze(tiny_llama, TEXTS, cfg, tokenizer=char_tok, progress=False)
+    plan = prepare_plan(TEXTS, cfg, tokenizer=char_tok)
+    acc = SoftEntropyAccumulator(16, n_layers=4, seed=cfg.seed)
     for b in plan.batches:
         with torch.no_grad():
             hs = tiny_llama(input_ids=b.input_ids, attention_mask=b.attention_mask,
@@ -107,10 +108,40 @@ def test_sites_error_for_unknown_model():
         find_hidden_sites(torch.nn.Linear(3, 3))
 
 
-def test_capture_removes_hooks():
+def _n_hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_capture_installs_fires_and_removes_hooks():
     model = make_tiny_llama(seed=5, n_layers=1)
-    cap = HiddenStateCapture(model, lambda layer, z: None)
+    before = _n_hooks(model)
+    fired = []
+    cap = HiddenStateCapture(model, lambda layer, z: fired.append((layer, tuple(z.shape))))
+    assert cap.n_hidden == 2  # embedding (pre-hook on block 0), final norm (as HF output_hidden_states)
     with cap:
-        pass
-    n_hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-    assert n_hooks == 0
+        assert _n_hooks(model) == before + cap.n_hidden  # one hook per hidden state, installed on entry
+        ids, mask = _padded_batch()
+        cap.set_positions(mask.bool())
+        forward_batch(model, ids, mask)
+    n_valid = int(mask.sum())
+    assert fired == [(0, (n_valid, 16)), (1, (n_valid, 16))]  # each hook fired once, in order
+    assert cap.fired == [0, 1]
+    assert _n_hooks(model) == before  # removed on exit
+    fired.clear()
+    forward_batch(model, ids, mask)
+    assert fired == []  # a forward outside the context reaches no sink
+
+
+def test_capture_removes_hooks_when_the_sink_raises():
+    model = make_tiny_llama(seed=5, n_layers=1)
+    before = _n_hooks(model)
+
+    def sink(layer, z):
+        raise RuntimeError(f"sink failed at layer {layer}")
+
+    ids, mask = _padded_batch()
+    with pytest.raises(RuntimeError, match="layer 0"), HiddenStateCapture(model, sink) as cap:
+        assert _n_hooks(model) > before
+        cap.set_positions(mask.bool())
+        forward_batch(model, ids, mask)
+    assert _n_hooks(model) == before

@@ -24,15 +24,17 @@ def test_smollm2_matches_soft_entropy_reference():
     pytest.importorskip("gguf")
     from infoplane.data.corpus import embedded_corpus
     from infoplane.estimators import reference_points
-    from infoplane.probe.analyze import analyze, prepare_plan
+    from infoplane.probe.analyze import analyze
+    from infoplane.probe.config import ProbeConfig
     from infoplane.probe.models import load_model
+    from infoplane.probe.plan import prepare_plan
 
     loaded = load_model("smollm2")
     corpus = embedded_corpus("kjv")
-    kw = dict(orders=(1,), max_tokens=MAX_TOKENS, seq_len=64, batch_size=8, seed=0)
-    ours = analyze(loaded, corpus, null=False, progress=False, **kw)
-    plan = prepare_plan(corpus, loaded.tokenizer, kw["orders"], kw["max_tokens"], kw["seq_len"],
-                        kw["batch_size"], kw["seed"], pad_id=int(loaded.tokenizer.pad_token_id or 0))
+    cfg = ProbeConfig(orders=(1,), max_tokens=MAX_TOKENS, seq_len=64, batch_size=8, seed=0, null=False)
+    ours = analyze(loaded, corpus, cfg, progress=False)
+    plan = prepare_plan(corpus, cfg, tokenizer=loaded.tokenizer,
+                        pad_id=int(loaded.tokenizer.pad_token_id or 0))
     n_hidden, d = ours.metadata["n_hidden_states"], ours.metadata["hidden_dim"]
     assert (n_hidden, d) == (31, 576)
     w = reference_points(100, d, seed=0).to(torch.float32)

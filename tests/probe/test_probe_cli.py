@@ -7,8 +7,10 @@ import json
 import pytest
 from _probe_helpers import TEXTS, make_tiny_llama
 
-from infoplane.cli import main
+from infoplane.cli import build_parser, main
 from infoplane.io import read_csv
+from infoplane.probe.config import ProbeConfig
+from infoplane.probe.result import ProbeResult
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,13 @@ def test_analyze_sweep_plot(model_dir, tmp_path, capsys):
     rows = read_csv(tmp_path / "a" / "probe.csv")
     assert {r["label_set"] for r in rows} == {"input_1", "output_1", "input_2", "output_2", "genre"}
     assert (tmp_path / "a" / "information_plane.png").is_file()
-    assert "complexity" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    summary = ProbeResult(rows, read_csv(tmp_path / "a" / "probe_plane.csv"), {}).summary()
+    for line in summary.splitlines()[1:]:  # the CLI prints ProbeResult.summary(), not a table of its own
+        assert line in printed
+    assert "complexity" in printed and "sequence label 'genre'" in printed
+    meta = json.loads((tmp_path / "a" / "probe.json").read_text())
+    assert meta["all_layers_update"] is True and meta["null"] is True and meta["orders"] == [1, 2]
 
     assert main(["sweep", str(run), *common, "--out", str(tmp_path / "s"), "--no-plots"]) == 0
     assert sorted({r["step"] for r in read_csv(tmp_path / "s" / "sweep.csv")}) == [5, 50]
@@ -53,10 +61,35 @@ def test_analyze_sweep_plot(model_dir, tmp_path, capsys):
     assert main(["plot", str(tmp_path / "s" / "sweep_plane.csv"), "--out", str(tmp_path / "f")]) == 0
     assert (tmp_path / "f" / "information_plane.svg").is_file()
 
+    # explicit checkpoint paths instead of the run directory; --no-null reaches the ProbeConfig
+    assert main(["sweep", str(run / "step_00000050"), str(ckpt), *common, "--no-null", "--no-plots",
+                 "--out", str(tmp_path / "s2")]) == 0
+    meta = json.loads((tmp_path / "s2" / "sweep.json").read_text())
+    assert [c["step"] for c in meta["checkpoints"]] == [5, 50] and meta["settings"]["null"] is False
+    # other settings in the same --out are refused with a clear message, not silently mixed
+    assert main(["sweep", str(run), *common, "--seed", "3", "--no-plots", "--out", str(tmp_path / "s2")]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_flags_mirror_probe_config_and_print_its_defaults(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["analyze", "m", "--out", "o"])
+    defaults = ProbeConfig()
+    for name in ProbeConfig.field_names():  # one flag per setting, default taken from the dataclass
+        value = getattr(args, name)
+        assert (tuple(value) if isinstance(value, list) else value) == getattr(defaults, name), name
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {defaults.max_tokens})" in text and f"(default: {defaults.calibration})" in text
+    assert "--quiet" in text and "--no-progress" not in text
+
 
 def test_cli_errors_are_reported(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--min-count", "0"]) == 2
+    assert "ProbeConfig.min_count must be an integer >= 1, got 0" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
         main(["analyze", "--help"])

@@ -9,9 +9,10 @@ import torch.multiprocessing as mp
 from _probe_helpers import TEXTS, CharTokenizer, distributed_worker, make_tiny_llama
 
 from infoplane.probe.analyze import analyze
+from infoplane.probe.config import ProbeConfig
 from infoplane.probe.distributed import analyze_distributed, shard_indices
 
-KW = dict(orders=(1, 2), max_tokens=300, seq_len=48, batch_size=2, seed=0, null=True)
+CFG = ProbeConfig(orders=(1, 2), max_tokens=300, seq_len=48, batch_size=2, seed=0, null=True)
 
 
 def test_shard_indices_partition():
@@ -28,11 +29,12 @@ def test_requires_initialised_process_group():
 
 
 def test_two_gloo_processes_equal_single_process(tmp_path):
-    mp.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path), KW), nprocs=2, join=True)
+    mp.spawn(distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path), CFG.to_dict()), nprocs=2,
+             join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["metadata"]["shard"] for r in ranks] == [[0, 2], [1, 2]]
     ids = [CharTokenizer().encode(t) for t in TEXTS]
-    single = analyze(make_tiny_llama(), ids, progress=False, **KW)
+    single = analyze(make_tiny_llama(), ids, CFG, progress=False)
     want = {(r["layer"], r["label_set"]): r for r in single.rows}
     for rank in ranks:
         assert rank["metadata"]["n_samples"] == single.metadata["n_samples"] == 300
