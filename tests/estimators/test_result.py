@@ -48,7 +48,8 @@ def test_repr_elides_middle_layers_and_extra_label_sets():
 def test_to_frame_long_format():
     res = _result(n_layers=3)
     df = res.to_frame(model="gpt2", step=100)
-    assert list(df.columns) == ["model", "step", "layer", "label_set", "quantity", "value", "n_samples", "seed"]
+    cols = ["model", "step", "layer", "label_set", "quantity", "value", "n_samples", "seed"]
+    assert list(df.columns) == cols
     assert set(df["model"]) == {"gpt2"} and set(df["step"]) == {100} and set(df["seed"]) == {4}
     per_layer = 3 + len(SETS) * 6  # entropy, mean_sample_entropy, capacity + 6 quantities per label set
     assert len(df) == 3 * per_layer

@@ -49,7 +49,7 @@ class SoftEntropyAccumulator(SyncMixin):
         dim: representation dimension ``d`` (>= 2).
         n_bins: number of reference points ``m`` (ignored if ``reference_points`` is given).
         seed: seed of the reference points (numpy PCG64, see :func:`reference_points`).
-        temperature: softmax temperature (``1e-30 <= eps``, finite); ``None`` calibrates with ``calibration``.
+        temperature: softmax temperature (finite, ``>= 1e-8``); ``None`` calibrates with ``calibration``.
         calibration: ``"exact"`` | ``"bounds"`` | ``"leading_order"``.
         reference_points: optional ``[m, d]`` points (overrides ``n_bins``/``seed``).
         n_layers: number of layers ``L`` tracked (updates with ``z [L, N, d]`` or ``z [N, d], layer=l``).

@@ -18,6 +18,7 @@ import torch
 from .calibration import calibrate_temperature
 from .reference import reference_points as _reference_points
 from .validation import (
+    MIN_TEMPERATURE,
     as_float_tensor,
     as_label_tensor,
     check_dim,
@@ -51,6 +52,10 @@ def resolve_reference_and_temperature(
         w = _reference_points(check_n_bins(n_bins), dim, seed)
     if temperature is None:
         t = calibrate_temperature(int(w.shape[0]), dim, calibration)
+        if t < MIN_TEMPERATURE:
+            raise ValueError(f"the calibrated temperature {t:.3g} for m={int(w.shape[0])}, d={dim} is below "
+                             f"{MIN_TEMPERATURE:g}, where the soft assignment is numerically a hard argmax; "
+                             "use fewer reference points or pass a temperature")
     else:
         t = check_temperature(temperature)
     return w, t

@@ -45,9 +45,10 @@ def check_dim(dim: Any, name: str = "dim") -> int:
     return int(dim)
 
 
-# Below this the soft assignment is already an exact argmax in float64 (entries whose logit gap exceeds
-# ~745 * eps underflow to 0), so smaller values change nothing but make W^T / eps overflow (float32 max 3e38).
-MIN_TEMPERATURE = 1e-30
+# The shifted logits cos/eps - max_j cos/eps carry a rounding residual of up to ulp(1/eps) (fused multiply-
+# add), and exp() of it overflows float32 below eps ~ 1e-9 (NaN results); at 1e-8 the residual is < 4 and the
+# assignment is already a hard argmax (neighbouring cosines 1e-6 apart differ by 100 in logit).
+MIN_TEMPERATURE = 1e-8
 
 
 def check_temperature(temperature: Any) -> float:
@@ -60,8 +61,8 @@ def check_temperature(temperature: Any) -> float:
         raise ValueError(f"temperature must be a positive finite float, got {temperature!r}")
     if t < MIN_TEMPERATURE:
         raise ValueError(
-            f"temperature must be >= {MIN_TEMPERATURE:g} (smaller values overflow the logits z W^T / eps and "
-            f"the assignment is already a hard argmax), got {temperature!r}"
+            f"temperature must be >= {MIN_TEMPERATURE:g} (below it the softmax of cos / temperature "
+            f"overflows in float32 and the assignment is already a hard argmax), got {temperature!r}"
         )
     return t
 
