@@ -8,14 +8,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import transformers  # noqa: E402  (a hard dependency: an ImportError must fail, not skip)
 
 from infoplane.data.tokenizer import ByteTokenizer  # noqa: E402
-from infoplane.train.checkpoint import save_checkpoint  # noqa: E402
-from infoplane.train.hf import GaptLoss, NativeCausalLM, gapt_trainer_class, gapt_training_step  # noqa: E402
+from infoplane.train.checkpoint import load_causal_lm, save_checkpoint  # noqa: E402
+from infoplane.train.hf import GaptLoss, gapt_trainer_class, gapt_training_step  # noqa: E402
 from infoplane.train.model import GPT, GPTConfig  # noqa: E402
 from infoplane.train.phases import PhaseController  # noqa: E402
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +68,7 @@ class Scripted(PhaseController):
 def test_native_wrapper_matches_model_and_hooks(tmp_path):
     m = GPT(GPTConfig(vocab_size=40, n_layer=3, n_head=2, d_model=16, block_size=16))
     p = save_checkpoint(tmp_path, 1, m, tokenizer=ByteTokenizer())
-    lm, tok = NativeCausalLM.from_checkpoint(p)
+    lm, tok = load_causal_lm(p)
     assert isinstance(tok, ByteTokenizer) and lm.config.num_hidden_layers == 3
     ids = torch.randint(0, 40, (2, 10))
     out = lm(ids, output_hidden_states=True)

@@ -1,12 +1,12 @@
 """Gradient alignment between cross-entropy and MBE, and cycle detection in its sign.
 
-Sign convention (mbe-and-gapt.md §2, inference consistent with the reference code):
+Sign convention (Yu 2025, arXiv:2505.08727, abstract; consistent with mod_gpt ``src/gradtracker.py``):
 ``cos(grad CE, grad MBE) > 0`` means a CE descent step also lowers MBE (compression); ``< 0`` means it raises
 MBE (memorisation / expansion). The paper (arXiv:2505.08727, abstract) reports that this sign oscillates under
 CE-only training.
 
 Both gradients are taken on the *same* batch with ``torch.autograd.grad`` (the later ``gradtracker.py``
-protocol, §2), not on different micro-batches as in the paper-era logging.
+protocol, mod_gpt ``src/gradtracker.py``), not on different micro-batches as in the paper-era logging.
 """
 
 from __future__ import annotations

@@ -30,12 +30,13 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from infoplane.io import atomic_write_json, read_json
-from infoplane.train.model import GPT, GPTConfig
+from infoplane.train.model import GPT, GPTConfig, NativeCausalLM
 
 __all__ = [
     "FORMAT",
     "save_checkpoint",
     "load_checkpoint",
+    "load_causal_lm",
     "load_optimizer_state",
     "optimizer_tensors",
     "list_checkpoints",
@@ -213,6 +214,16 @@ def load_checkpoint(path: str | os.PathLike,
         "path": d,
     }
     return model, model_cfg, meta
+
+
+def load_causal_lm(path: str | os.PathLike, map_location: str = "cpu") -> tuple[NativeCausalLM, Any]:
+    """(HF-style :class:`~infoplane.train.model.NativeCausalLM` in eval mode, tokenizer or None) from a
+    checkpoint directory (no unpickling)."""
+    from infoplane.data.tokenizer import load_tokenizer
+
+    model, _, meta = load_checkpoint(path, map_location=map_location)
+    tok = load_tokenizer(meta["tokenizer_path"]) if meta["tokenizer_path"] else None
+    return NativeCausalLM(model).eval(), tok
 
 
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:

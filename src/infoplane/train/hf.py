@@ -59,7 +59,7 @@ class GaptLoss:
 
     Args:
         controller: a :class:`PhaseController` (None = static objective given by ``always_compress``).
-        mbe_weight: lambda (reference default 1.0, Yu 2025 sec. 4.1).
+        mbe_weight: lambda (reference code default 1.0, mod_gpt ``GaptConfig``).
         layers: indices into the block outputs ``hidden_states[1:]``, ``"middle"``, ``"rotate"`` or ``"all"``.
         patch_size: tokens per patch p (reference 8).
         always_compress: without a controller, True = static CE + lambda MBE, False = CE only.

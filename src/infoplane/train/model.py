@@ -8,18 +8,17 @@ Architecture (one readable file, plain torch):
 
 ``GPT.forward(idx, targets)`` returns :class:`GPTOutput` with the logits, the mean next-token cross-entropy
 (nats/token) and ``hidden_states``: the residual stream after each block, *before* the final norm, which is
-where matrix-based entropy is measured (mbe-and-gapt.md §1.1: "residual stream after each block, before the
+where matrix-based entropy is measured (mod_gpt ``src/mbe.py``: "residual stream after each block, before the
 final RMSNorm"). They are the tensors of the forward pass itself (no extra pass), so a penalty on them
 back-propagates into the model.
 
 Sized for CPUs: 4 layers, d_model 128, 4 heads, context 128 and a 1-4k vocabulary train at a few thousand
-tokens/s on two cores (the vocabulary head dominates the cost; offline-models-and-data.md §6.7).
+tokens/s on two cores (the vocabulary head dominates the cost).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -291,7 +290,7 @@ class NativeCausalLM(nn.Module):
     RoPE), a non-gated GELU MLP and RMSNorm with a weight match neither ``LlamaForCausalLM`` nor
     ``GPT2LMHeadModel``::
 
-        lm, tok = NativeCausalLM.from_checkpoint("runs/x/checkpoints/step_00001000")
+        lm, tok = load_causal_lm("runs/x/checkpoints/step_00001000")   # infoplane.train.checkpoint
         out = lm(input_ids, attention_mask=mask, output_hidden_states=True)
         out.logits            # [B, T, V]
         out.hidden_states     # tuple of L+1 tensors [B, T, D]: embedding output, then each block output
@@ -313,17 +312,6 @@ class NativeCausalLM(nn.Module):
             num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, max_position_embeddings=c.block_size,
             native=c,
         )
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike,
-                        map_location: str = "cpu") -> tuple[NativeCausalLM, Any]:
-        """(wrapper in eval mode, tokenizer or None) from a checkpoint directory (no unpickling)."""
-        from infoplane.data.tokenizer import load_tokenizer
-        from infoplane.train.checkpoint import load_checkpoint
-
-        model, _, meta = load_checkpoint(path, map_location=map_location)
-        tok = load_tokenizer(meta["tokenizer_path"]) if meta["tokenizer_path"] else None
-        return cls(model).eval(), tok
 
     @property
     def device(self) -> torch.device:

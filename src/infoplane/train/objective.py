@@ -1,6 +1,7 @@
 """The GAPT step, once: base loss, plus lambda * MBE of the scheduled layers while compressing.
 
-Relaxed IBLM objective (Yu 2025, sec. 3, eq. 4; reference code ``gapt/train.py``)::
+Relaxed IBLM objective (Yu 2025, arXiv:2505.08727, abstract; relaxation of the reference code
+fangyuan-ksgk/mod_gpt, ``train_iblm.py`` and ``src/gapt.py``)::
 
     L = L_base + lambda * mean_{l in S_t} MBE_l        (compression phase, or always for ``kind="ce+mbe"``)
     L = L_base                                         (memorisation phase, or always for ``kind="ce"``)
@@ -15,7 +16,7 @@ Two schemes place the MBE term (``ObjectiveConfig.scheme``):
 * ``"joint"``: every micro-batch's loss is ``L_base + lambda * MBE`` while compressing;
 * ``"alternating"`` (paper-era reference): while compressing, even micro-batches carry ``L_base`` only and odd
   micro-batches ``lambda * MBE`` only (with ``rotate``: one layer per step), so one optimiser step with
-  ``grad_accum = 2`` sees one CE and one MBE micro-batch.
+  ``grad_accum = 2`` sees one CE and one MBE micro-batch (mod_gpt ``train_pcgrad.py``, ``--additive_grad``).
 
 When the MBE term is not in the loss, MBE is still computed without gradient for the log and the controller
 (``log_mbe``, always for GAPT). The :class:`~infoplane.train.phases.PhaseController` is fed once per optimiser
@@ -53,7 +54,7 @@ class ObjectiveConfig:
 
     kind: ``"ce"`` (base loss only), ``"ce+mbe"`` (static: base + lambda * MBE every step) or ``"gapt"`` (the
         MBE term only in compression phases chosen by a :class:`PhaseController`).
-    mbe_weight: lambda >= 0 (reference default 1.0, Yu 2025 sec. 4.1).
+    mbe_weight: lambda >= 0 (reference code default 1.0, mod_gpt ``GaptConfig``).
     patch_size: tokens per MBE patch p (reference 8).
     layers: ``"middle"`` (blocks ``skip_first .. L-1-skip_last`` every step), ``"rotate"`` (one of those per
         step, cycling), ``"all"`` or a list of block indices.
@@ -261,9 +262,10 @@ class GaptObjective:
             if penalise and (c.scheme == "joint" or mbe_only):
                 pen, mbe = mbe_penalty(hidden, layers, c.patch_size, centered=c.centered)
                 if mbe_only:
-                    loss, with_base = c.mbe_weight * pen, False  # paper-era: MBE on its own micro-batch
+                    # MBE alone on odd micro-batches (mod_gpt train_pcgrad.py)
+                    loss, with_base = c.mbe_weight * pen, False
                 else:
-                    loss = base + c.mbe_weight * pen  # L = L_CE + lambda * MBE (Yu 2025, sec. 3, eq. 4)
+                    loss = base + c.mbe_weight * pen  # L = L_CE + lambda * MBE (mod_gpt src/gapt.py)
             else:
                 penalise = False
                 if need_mbe:

@@ -1,9 +1,10 @@
 """GAPT phase controller: when to switch between memorisation (CE only) and compression (CE + lambda MBE).
 
 Pure python (no torch). Two rule sets from F. Yu, "Memorization-Compression Cycles Improve Generalization"
-(arXiv:2505.08727) and its reference code, as summarised in ``/work/shared/reference/mbe-and-gapt.md``:
+(arXiv:2505.08727) and its reference code (fangyuan-ksgk/mod_gpt: ``RRScheduler`` in ``train_pcgrad.py``,
+``GatedPhaseTransition`` in ``src/gapt.py``):
 
-``rule="paper"`` (section 3.1, paper-era ``RRScheduler``), evaluated on every :meth:`PhaseController.step`::
+``rule="paper"`` (paper-era ``RRScheduler``), evaluated on every :meth:`PhaseController.step`::
 
     spike  := CE >= (1 + spike_tol) * best_CE                    (best_CE = +inf -> no spike)
     c_mem  := 0 if best_CE - CE > tau_ce else c_mem + 1;  best_CE := min(best_CE, CE)
@@ -16,7 +17,7 @@ Pure python (no torch). Two rule sets from F. Yu, "Memorization-Compression Cycl
   (and on the first step after a reset), that step always resets its counter: a constant CE from step 1
   switches to compression at step ``patience_mem + 1``.
 
-``rule="relative"`` (section 3.2, later ``GatedPhaseTransition``)::
+``rule="relative"`` (later ``GatedPhaseTransition``)::
 
     non-finite signal -> step skipped (recorded in ``skipped``), nothing else changes
     g_ce  := (best_CE - CE) / |best_CE|   (0 if best_CE is +inf or |best_CE| <= 1e-12);  same for g_mbe
@@ -54,12 +55,12 @@ __all__ = ["Phase", "PhaseController", "PhaseControllerConfig", "RULES"]
 
 RULES = ("relative", "paper")
 
-# Reference defaults (mbe-and-gapt.md §3.1 / §3.2 / §3.3)
+# Reference defaults (mod_gpt: RRScheduler in train_pcgrad.py; GatedPhaseTransition in src/gapt.py)
 _DEFAULTS: dict[str, dict[str, float | int]] = {
     "paper": {"patience_mem": 125, "patience_comp": 125, "tau_ce": 0.01, "tau_mbe": 0.002, "spike_tol": 0.1},
     "relative": {"patience_mem": 5, "patience_comp": 5, "tau_ce": 0.01, "tau_mbe": 0.01, "spike_tol": 0.1},
 }
-_NEAR_ZERO = 1e-12  # |best| below this -> relative improvement defined as 0 (reference §3.2)
+_NEAR_ZERO = 1e-12  # |best| below this -> relative improvement defined as 0 (mod_gpt src/gapt.py)
 _SCALAR_KEY = "__scalar__"
 
 
@@ -90,7 +91,7 @@ class PhaseController:
     """Memorise / compress state machine (GAPT), see the module docstring for both rule sets.
 
     Args:
-        rule: ``"relative"`` (§3.2, default) or ``"paper"`` (§3.1).
+        rule: ``"relative"`` (``GatedPhaseTransition``, default) or ``"paper"`` (``RRScheduler``).
         patience_mem: steps without CE improvement before switching to compression (``p_m``, int >= 1).
         patience_comp: steps without MBE improvement before returning to memorisation (``p_a``, int >= 1).
         tau_ce: CE improvement threshold (absolute nats for ``"paper"``, relative for ``"relative"``), >= 0.
@@ -211,7 +212,7 @@ class PhaseController:
 
     @staticmethod
     def _relative_gain(best: float, value: float) -> float:
-        # §3.2: g = (best - L) / |best|, 0 if best is inf or ~0
+        # mod_gpt src/gapt.py: g = (best - L) / |best|, 0 if best is inf or ~0
         if math.isinf(best) or abs(best) <= _NEAR_ZERO:
             return 0.0
         return (best - value) / abs(best)
@@ -275,7 +276,7 @@ class PhaseController:
         }
 
     def _step_paper(self, ce: float, mbe: dict[Any, float]) -> None:
-        # §3.1 RRScheduler; spike judged against best_CE *before* this step's update
+        # mod_gpt train_pcgrad.py RRScheduler; spike judged against best_CE *before* this step's update
         spike = ce >= (1.0 + self.spike_tol) * self.best_ce
         self.count_mem = 0 if self.best_ce - ce > self.tau_ce else self.count_mem + 1  # absolute delta_CE
         self.best_ce = min(self.best_ce, ce)
@@ -289,14 +290,14 @@ class PhaseController:
             values = self._values(ce, mbe)
             self._switch(Phase.MEMORIZE, reason, values)
             self.count_mem = 0
-            self.best_mbe = {}  # best_MBE := +inf at compression end (§3.1)
+            self.best_mbe = {}  # best_MBE := +inf at compression end (RRScheduler)
         elif self._phase is Phase.MEMORIZE and self.count_mem >= self.patience_mem:
             self._switch(Phase.COMPRESS, "ce_plateau", self._values(ce, mbe))
             self.count_comp = 0
-            self.best_ce = math.inf  # best_CE := +inf at compression start (§3.1)
+            self.best_ce = math.inf  # best_CE := +inf at compression start (RRScheduler)
 
     def _step_relative(self, ce: float, mbe: dict[Any, float]) -> None:
-        # §3.2 GatedPhaseTransition; the MBE signal is the mean over the given layers
+        # mod_gpt src/gapt.py GatedPhaseTransition; the MBE signal is the mean over the given layers
         g_m = self._relative_gain(self.best_ce, ce)
         self.best_ce = min(self.best_ce, ce)  # global minima, never reset
         g_a = None

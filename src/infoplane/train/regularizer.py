@@ -1,9 +1,10 @@
 """MBE penalty over chosen layers (the compression term of GAPT).
 
-Relaxed IBLM objective (paper arXiv:2505.08727 via the reference code, mbe-and-gapt.md §1.2):
-``L = L_CE + lambda * mean_{l in S} MBE_l`` with ``MBE_l`` the patch MBE (§1.1) of block ``l``'s output.
-Layer choice (§1.1 / §3.3): reference schedule ``rotate`` with ``skip_first = skip_last = 1`` (one
-middle layer per optimiser step, cycling), or the masked mean over the middle layers.
+Relaxed IBLM objective (Yu 2025, arXiv:2505.08727; reference code mod_gpt ``src/gapt.py``):
+``L = L_CE + lambda * mean_{l in S} MBE_l`` with ``MBE_l`` the patch MBE (mod_gpt ``src/mbe.py``) of block
+``l``'s output. Layer choice (mod_gpt ``mbe_schedule``): reference schedule ``rotate`` with
+``skip_first = skip_last = 1`` (one middle layer per optimiser step, cycling), or the masked mean over the
+middle layers.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def mbe_penalty(
 
     Returns:
         ``(penalty, per_layer)``: ``penalty`` a differentiable 0-d tensor (nats) = mean over selected
-        layers of the patch MBE (§1.2 masked mean, ``naive`` mode);
+        layers of the patch MBE (mod_gpt ``mbe_comp_mode='naive'`` masked mean);
         ``per_layer`` maps layer -> detached float value.
     """
     if isinstance(hidden_states, torch.Tensor) or not isinstance(hidden_states, Sequence):
@@ -131,6 +132,6 @@ def mbe_penalty(
         patch_matrix_entropy(hidden_states[i], patch_size=patch_size, remainder=remainder, centered=centered)
         for i in idx
     ]
-    penalty = torch.stack(values).mean()  # naive masked mean over layers (§1.2)
+    penalty = torch.stack(values).mean()  # naive masked mean over layers (mod_gpt mbe_comp_mode='naive')
     detached = torch.stack([v.detach() for v in values]).cpu().tolist()  # one host transfer
     return penalty, {i: float(v) for i, v in zip(idx, detached)}
