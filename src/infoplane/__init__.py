@@ -5,7 +5,8 @@ measures and the GAPT trainer resolve on first access so ``import infoplane`` st
 
 - estimators: :func:`soft_entropy`, :func:`soft_mutual_information`, :class:`SoftEntropyAccumulator`,
   :func:`calibrate_temperature`, :func:`reference_points`, :func:`matrix_entropy`,
-  :func:`patch_matrix_entropy`, :class:`OnlineMatrixEntropy`
+  :func:`patch_matrix_entropy`, :class:`OnlineMatrixEntropy`, :class:`StreamingEstimator` (their common
+  update / compute / merge / state_dict / sync contract)
 - information plane: :func:`plane_table`, :func:`layer_means`
 - probe: :class:`ProbeConfig`, :func:`analyze`, :class:`ProbeResult`, :func:`sweep`,
   :func:`analyze_distributed`, :func:`load_model`, :func:`correlate`
@@ -29,6 +30,7 @@ from .estimators import (
     OnlineMatrixEntropy,
     SoftEntropyAccumulator,
     SoftEntropyResult,
+    StreamingEstimator,
     calibrate_temperature,
     matrix_entropy,
     patch_matrix_entropy,
@@ -68,7 +70,7 @@ __all__ = [
     "__version__",
     "OnlineMatrixEntropy", "SoftEntropyAccumulator", "SoftEntropyResult", "calibrate_temperature",
     "matrix_entropy", "patch_matrix_entropy", "reference_hash", "reference_points", "soft_assign",
-    "soft_entropy", "soft_mutual_information",
+    "soft_entropy", "soft_mutual_information", "StreamingEstimator",
     *sorted(_LAZY),
 ]
 
