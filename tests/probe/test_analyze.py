@@ -148,8 +148,8 @@ def test_hf_directory_and_errors(tiny_llama, char_tok, tmp_path):
 
 
 def test_native_checkpoint(tmp_path):
-    ckpt = pytest.importorskip("infoplane.train.checkpoint")
     from infoplane.data.tokenizer import ByteTokenizer
+    from infoplane.train import checkpoint as ckpt
     from infoplane.train.model import GPT, GPTConfig
 
     model = GPT(GPTConfig(vocab_size=256, n_layer=2, n_head=2, d_model=16, block_size=64))

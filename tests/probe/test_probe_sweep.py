@@ -118,8 +118,8 @@ def test_resume_guard_tells_in_memory_corpora_apart(run_dir, tmp_path):
 
 
 def test_sweep_over_native_checkpoints(tmp_path):
-    ckpt = pytest.importorskip("infoplane.train.checkpoint")
     from infoplane.data.tokenizer import ByteTokenizer
+    from infoplane.train import checkpoint as ckpt
     from infoplane.train.model import GPT, GPTConfig
 
     for step in (10, 1000):
