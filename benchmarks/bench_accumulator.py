@@ -35,7 +35,7 @@ def ngram_labels(toks: np.ndarray, n_tokens: int, vocab: int, max_n: int = 3) ->
     for n in range(1, max_n + 1):
         inp = np.zeros(n_tokens, dtype=np.int64)
         out = np.zeros(n_tokens, dtype=np.int64)
-        for k in range(n):  # id = t0 V^{n-1} + ... + t_{n-1} (reference doc 2, n-gram labels)
+        for k in range(n):  # id = t0 V^{n-1} + ... + t_{n-1} (soft-entropy, llm.py, _encode_ngram)
             inp = inp * vocab + toks[pos - n + 1 + k]
             out = out * vocab + toks[pos + 1 + k]
         labels[f"input_{n}"] = inp
@@ -139,7 +139,7 @@ def main() -> None:
     # stream: a fresh accumulator fed 6 batches with different token streams (label rows keep growing);
     # the mean time of batches 2..6 (the representations are reused, only the labels change).
     # "stream_prepass": the same with labels that occur once in the whole stream marked -1 (singletons,
-    # no rows), as a label pre-pass over the data does (reference doc 5)
+    # no rows), as a label pre-pass over the data does
     stream_rng = np.random.default_rng(args.seed + 1)
     stream_np = [ngram_labels(stream_rng.zipf(1.2, size=N + 6) % args.vocab, N, args.vocab) for _ in range(6)]
     stream_labels = [{k: torch.from_numpy(v) for k, v in lab.items()} for lab in stream_np]

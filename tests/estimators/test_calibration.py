@@ -38,7 +38,7 @@ def test_exact_root_other_bin_counts(m, d):
 
 
 def test_known_values_from_reference_doc():
-    # reference doc 1.1 table (m = 100; exact via mpmath): d=3 7.36e-3, d=8 0.0481, d=16 0.0540, d=64 0.0370
+    # exact values via mpmath (m = 100): d=3 7.36e-3, d=8 0.0481, d=16 0.0540, d=64 0.0370
     for d, eps in [(3, 7.36e-3), (8, 0.0481), (16, 0.0540), (64, 0.0370)]:
         assert calibrate_temperature(100, d) == pytest.approx(eps, rel=2e-3)
 

@@ -1,6 +1,6 @@
 """Streaming soft entropy / mutual information over many batches, layers and label sets.
 
-Sufficient statistics (Conklin et al. 2026, sec. 3.2: every quantity is a function of additive sums),
+Sufficient statistics (soft-entropy, accumulator.py: every quantity is a function of additive sums),
 per layer ``l``:
 
 * ``n_l``: samples seen; ``c_l = sum_i p_i`` (float64 ``[m]``); ``s_l = sum_i H(p_i)`` (nats);
@@ -335,7 +335,7 @@ class SoftEntropyAccumulator(SyncMixin):
         counts = self.total_counts_local().cpu()
         with np.errstate(invalid="ignore", divide="ignore"):
             tot = counts.sum(-1, keepdim=True)
-            h = entr_sum(counts / tot) / log_m  # H(p-hat), p-hat = c / sum(c) (Conklin et al. 2026, sec. 3.1)
+            h = entr_sum(counts / tot) / log_m  # H(p-hat), p-hat = c / sum(c) (soft-entropy, accumulator.py)
             mse = self._sent.cpu() / n / log_m  # mean_i H(p_i) / log m
         names = list(self._labels.names or ())
         mi, cond, reg, mi_null, n_labels, smass = {}, {}, {}, {}, {}, {}
@@ -345,7 +345,7 @@ class SoftEntropyAccumulator(SyncMixin):
             c_nats, null_nats = s.conditional_nats(self.cpu_threads)
             ce = (c_nats + s.neg_sent.cpu()) / n / log_m  # sum_x (n_x/N) H(Z|x) + singletons
             cond[name] = ce.numpy()
-            mi[name] = (h - ce).numpy()  # I(X;Z) = H(Z) - H(Z|X) (Conklin et al. 2026, sec. 3.2)
+            mi[name] = (h - ce).numpy()  # I(X;Z) = H(Z) - H(Z|X) (soft-entropy, accumulator.py)
             with np.errstate(invalid="ignore", divide="ignore"):
                 reg[name] = mi[name] / h.numpy()  # regularity = I/H
             if null_nats is not None:

@@ -5,7 +5,7 @@ The soft estimator assigns a unit vector ``z`` to reference point ``w_j`` with w
 kernel ``vMF(mu, kappa = 1/eps)`` carries ``log m`` nats of information relative to the uniform
 distribution on the sphere S^{d-1}:
 
-    KL(vMF(mu, 1/eps) || Uniform(S^{d-1})) = log m            (reference doc section 1.1)
+    KL(vMF(mu, 1/eps) || Uniform(S^{d-1})) = log m            (soft-entropy, temp_calibration.py)
 
 Three methods are offered (``method=``):
 
@@ -151,7 +151,8 @@ def _x_times_amos_minus_one(nu: float, x: float) -> float:
 def kl_vmf_uniform(kappa: float, dim: int) -> float:
     """KL(vMF(mu, kappa) || Uniform(S^{dim-1})) in nats (uniform *probability* measure).
 
-    KL = kappa A_nu(kappa) - [nu log(2/kappa) + lnGamma(d/2) + log I_nu(kappa)]   (reference doc 1.1),
+    KL = kappa A_nu(kappa) - [nu log(2/kappa) + lnGamma(d/2) + log I_nu(kappa)]
+    (soft-entropy, temp_calibration.py, KL_exact),
     evaluated as kappa (A_nu - 1) - nu log(2/kappa) - lnGamma(d/2) - log(I_nu(kappa) e^{-kappa}).
     """
     nu = dim / 2.0 - 1.0
@@ -166,7 +167,7 @@ def kl_vmf_uniform(kappa: float, dim: int) -> float:
 def kl_vmf_uniform_lower_bound(eps: float, dim: int) -> float:
     """Amos-bound lower envelope of the KL used by soft-entropy's ``find_eps`` (needs dim > 2).
 
-    KL_lower = G_{d/2,d/2}(kappa)/eps - Phi^+(eps)   (reference doc 1.1;
+    KL_lower = G_{d/2,d/2}(kappa)/eps - Phi^+(eps)   (soft-entropy, temp_calibration.py;
     G_{a,b}(k) = k/(a + sqrt(k^2+b^2)), Phi^+ = sqrt(k^2+nu^2) - nu + nu log((d-2)/(nu + sqrt(k^2+nu^2)))).
     """
     kappa = 1.0 / eps
@@ -214,7 +215,7 @@ def calibrate_temperature(n_bins: int, dim: int, method: str = "exact") -> float
         raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
     target = math.log(n_bins)
     if method == "leading_order":
-        return 1.0 / math.sqrt(2.0 * dim * target)  # reference doc 1.1: eps* = 1/sqrt(2 d log m)
+        return 1.0 / math.sqrt(2.0 * dim * target)  # KL ~ kappa^2 / (2 d) at large d (leading order)
     u0 = 0.5 * math.log(2.0 * dim * target)  # log kappa at leading order
     if method == "exact":
         log_kappa = _solve_increasing(lambda u: kl_vmf_uniform(math.exp(u), dim), target, u0)

@@ -1,7 +1,7 @@
 """The soft-assignment kernel of the streaming estimator and its scratch workspace.
 
 ``z [Lb, N, d]`` -> ``p [N, Lb, m]`` (float64) and the per-sample entropies ``H(p_i)`` ``[N, Lb]`` (nats),
-``p_i = softmax(zbar_i W^T / eps)`` with ``zbar_i = z_i / ||z_i||`` (Conklin et al. 2026, sec. 3.1).
+``p_i = softmax(zbar_i W^T / eps)`` with ``zbar_i = z_i / ||z_i||`` (soft-entropy, accumulator.py).
 
 Numerics: the GEMM and the softmax run in float32 (float64 for float64 input); the assignments are
 normalised and accumulated in float64, so bf16/fp16 input loses no mass. Row norms are computed in float32
@@ -42,7 +42,7 @@ def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
 
 def entr_sum(p: torch.Tensor) -> torch.Tensor:
     """-sum_j p_j log p_j over the last axis (nats), 0 log 0 = 0."""
-    return torch.special.entr(p).sum(-1)  # H(p) = -sum_j p_j log p_j (Conklin et al. 2026, sec. 3.1)
+    return torch.special.entr(p).sum(-1)  # H(p) = -sum_j p_j log p_j (soft-entropy, accumulator.py)
 
 
 class Workspace:
@@ -96,7 +96,7 @@ class AssignmentKernel:
         """``W^T / eps`` ``[d, m]`` on ``device`` in ``dtype`` (cached)."""
         key = (str(device), dtype)
         if key not in self._w_cache:
-            # W^T / eps, so that logits = (z W^T / eps) / ||z|| (Conklin et al. 2026, sec. 3.1)
+            # W^T / eps, so that logits = (z W^T / eps) / ||z|| (soft-entropy, accumulator.py)
             wt = (self.reference_points.T / self.temperature).to(device=device, dtype=dtype)
             self._w_cache[key] = wt.contiguous()
         return self._w_cache[key]
@@ -200,7 +200,7 @@ def normalise(t: torch.Tensor, e: torch.Tensor, norms: torch.Tensor, p: torch.Te
     nats (written)."""
     inv = norms.reciprocal_().unsqueeze(-1)  # [k, N, 1]
     shift = t.amax(-1, keepdim=True).mul_(inv)  # row max of cosine / eps
-    # t = cos/eps - max_j cos/eps <= 0: the shifted softmax logits (Conklin et al. 2026, sec. 3.1)
+    # t = cos/eps - max_j cos/eps <= 0: the shifted softmax logits (soft-entropy, accumulator.py)
     torch.addcmul(shift.neg_(), t, inv, out=t)
     torch.exp(t, out=e)  # unnormalised softmax, max entry exactly 1
     z_sum = e.sum(-1)  # Z_i = sum_j e^{t_ij}

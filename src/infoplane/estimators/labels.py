@@ -1,7 +1,7 @@
 """Label handling of the streaming estimator: key tables, label rows, and per-batch label preparation.
 
 Per label set and label value ``x`` (one *row*) the accumulator keeps ``C_x = sum_{i: x_i = x} p_i``
-(float64 ``[L, m]``) and ``n_x`` (Conklin et al. 2026, sec. 3.2: ``H(Z|X) = sum_x (n_x/N) H(C_x/|C_x|)``).
+(float64 ``[L, m]``) and ``n_x`` (soft-entropy, accumulator.py: ``H(Z|X) = sum_x (n_x/N) H(C_x/|C_x|)``).
 Negative label values are singletons, kept without rows as ``n_neg`` and ``sum H(p_i)``.
 
 Layout: the rows of a label set live in one float64 buffer ``[rows, L, m]`` (row 0 is a trash row that
@@ -235,8 +235,8 @@ class LabelRows:
                     x = buf[a:b]
                     tot = x.sum(-1)
                     xlogx = x.clamp_min(1e-300).log_().mul_(x).sum(-1)
-                    # H(C_x / T_x) = log T_x - sum_j C_xj log C_xj / T_x (nats; H(Z | X = x), Conklin et al.
-                    # 2026, sec. 3.2)
+                    # H(C_x / T_x) = log T_x - sum_j C_xj log C_xj / T_x (nats; H(Z | X = x),
+                    # soft-entropy, accumulator.py)
                     hx = torch.where(used, tot.clamp_min(1e-300).log() - xlogx / tot.clamp_min(1e-300), 0.0)
                     acc += (rn * hx).sum(0).cpu()
         return out, out_null

@@ -1,7 +1,7 @@
 """Matrix-based (Renyi) entropy of representations, linear kernel.
 
 Definitions follow F. Yu, "Memorization-Compression Cycles Improve Generalization" (arXiv:2505.08727) and its
-reference code (see ``/work/shared/reference/mbe-and-gapt.md`` section 1.1):
+reference code (fangyuan-ksgk/mod_gpt, ``src/mbe.py``):
 
 * ``Z in R^{N x D}`` (N samples/tokens, D features), ``P = Z Z^T / ||Z||_F^2`` (trace-normalised linear Gram,
   trace 1, eigenvalues ``lambda_i >= 0`` summing to 1).

@@ -2,7 +2,7 @@
 
 The points are drawn on the CPU in float64 from numpy's PCG64 generator,
 ``np.random.default_rng(seed).standard_normal((m, d))``, and each row is L2-normalised, so they are
-uniform on S^{d-1} and bit-identical on every machine and device (reference doc section 5; the
+uniform on S^{d-1} and bit-identical on every machine and device (the soft-entropy
 reference implementation draws them from a device-dependent torch generator instead). Shared by all
 batches, layers and models: the key to comparability across runs.
 """

@@ -20,7 +20,7 @@ def _fmt(x: float) -> str:
 @dataclass(repr=False)
 class SoftEntropyResult:
     """Results of :meth:`SoftEntropyAccumulator.compute`. All entropies/MI are divided by ``log m``
-    (efficiency-normalised, in [0, 1]; Conklin et al. 2026, sec. 3.1).
+    (efficiency-normalised, in [0, 1]; soft-entropy, accumulator.py).
 
     Arrays are float64 with one entry per layer ``[L]``; dicts are keyed by label-set name.
     ``n_samples_per_layer`` and ``n_skipped_zero`` are int64 ``[L]`` (positions counted / skipped as exact

@@ -1,6 +1,6 @@
 """Differentiable single-batch soft entropy and soft mutual information (functional torch API).
 
-Estimator (reference doc section 1): directions ``zbar = z / ||z||``; soft assignment
+Estimator (soft-entropy, accumulator.py): directions ``zbar = z / ||z||``; soft assignment
 ``p_i = softmax(zbar_i W^T / eps)`` over ``m`` reference points; ``H(Z) = H(mean_i p_i)``;
 ``I(X;Z) = H(Z) - sum_x (n_x/N) H(mean_{i: x_i = x} p_i)``. All values are divided by ``log m``
 (efficiency-normalised, in [0, 1]). Gradients flow through everything, so the values can be used as
@@ -68,7 +68,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 def soft_assign(z: torch.Tensor, w: torch.Tensor, temperature: float) -> torch.Tensor:
     """Soft bin assignment ``p [..., N, m]`` of rows of ``z [..., N, d]`` to reference points ``w [m, d]``.
 
-    ``p = softmax((z / ||z||) w^T / temperature)`` (reference doc 1, step 3), computed on ``z.device``
+    ``p = softmax((z / ||z||) w^T / temperature)`` (soft-entropy, accumulator.py), computed on ``z.device``
     in float32 (float64 if ``z`` is float64). Raises ``ValueError`` on non-finite or zero rows.
     """
     z = as_float_tensor(z)
@@ -83,14 +83,14 @@ def soft_assign(z: torch.Tensor, w: torch.Tensor, temperature: float) -> torch.T
     norms = row_norms(zc)
     check_finite_nonzero(norms, z)
     wt = w.detach().to(device=z.device, dtype=dt).T
-    logits = (zc @ wt) / (norms.unsqueeze(-1) * t)  # cosine / eps (reference doc 1, step 3)
+    logits = (zc @ wt) / (norms.unsqueeze(-1) * t)  # cosine / eps (soft-entropy, accumulator.py)
     return torch.softmax(logits, dim=-1)
 
 
 def _entropy_nats(p: torch.Tensor) -> torch.Tensor:
     """Shannon entropy of distributions along the last axis, in nats (0 log 0 = 0, finite gradients)."""
     tiny = torch.finfo(p.dtype).tiny
-    return -(p * p.clamp_min(tiny).log()).sum(-1)  # H = -sum_j p_j log p_j (reference doc 1, step 4)
+    return -(p * p.clamp_min(tiny).log()).sum(-1)  # H = -sum_j p_j log p_j (soft-entropy, accumulator.py)
 
 
 def soft_entropy(
@@ -121,7 +121,7 @@ def soft_entropy(
     w, t = resolve_reference_and_temperature(z.shape[-1], n_bins, seed, temperature, calibration,
                                              reference_points)
     p = soft_assign(z, w, t)
-    p_bar = p.mean(dim=-2)  # p-hat = (1/N) sum_i p_i (reference doc 1, step 3)
+    p_bar = p.mean(dim=-2)  # p-hat = (1/N) sum_i p_i (soft-entropy, accumulator.py)
     return _entropy_nats(p_bar) / math.log(w.shape[0])
 
 
@@ -136,7 +136,7 @@ def soft_mutual_information(
 ) -> torch.Tensor:
     """Efficiency-normalised soft mutual information ``I(X;Z)/log m`` for one batch.
 
-    ``I = H(Z) - sum_x (n_x/N) H(Z | X = x)`` (reference doc 1, step 5). Negative label values are
+    ``I = H(Z) - sum_x (n_x/N) H(Z | X = x)`` (soft-entropy, accumulator.py). Negative label values are
     singletons (each such sample is its own label; its conditional entropy is ``H(p_i)``).
 
     Args:
@@ -168,6 +168,6 @@ def soft_mutual_information(
         inv = inv.to(p.device)
         sums = p.new_zeros((uniq.shape[0], p.shape[1])).index_add(0, inv, p[pos.to(p.device)])
         counts = torch.bincount(inv, minlength=uniq.shape[0]).to(p.dtype)
-        # sum_x (n_x/N) H(c_x/n_x)  (reference doc 1, step 5)
+        # sum_x (n_x/N) H(c_x/n_x)  (soft-entropy, accumulator.py)
         cond = cond + (counts * _entropy_nats(sums / counts[:, None])).sum() / n
     return (h - cond) / log_m

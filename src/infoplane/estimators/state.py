@@ -4,7 +4,7 @@ A state dict holds plain CPU tensors and Python scalars (``torch.load(weights_on
 :func:`check_state` rejects, before anything is changed, a dict of another format or settings, missing
 keys, wrong shapes or dtypes, negative or non-finite statistics, and counts that do not add up (the
 samples of every layer must equal the label rows' counts plus the singletons, and the assignment mass
-must equal the sample count: every ``p_i`` sums to 1, Conklin et al. 2026, sec. 3.1).
+must equal the sample count: every ``p_i`` sums to 1, soft-entropy, accumulator.py).
 """
 
 from __future__ import annotations
