@@ -209,9 +209,12 @@ def test_worker_processes_run_a_registered_experiment_after_its_dependency(fake_
     assert read_json(tmp_path / "results" / "fake_seven.json")["doubled"] == 3.0
 
 
-def test_failed_dependency_fails_its_users_without_running_them(fake_experiments, tmp_path):
+def test_failed_dependency_fails_its_users_without_running_them(fake_experiments, tmp_path, capfd):
     manifest = run_experiments(tmp_path, "quick", only=["fake_seven", "fake_base"],
-                               overrides={"fake_base": {"fail": True}})
+                               overrides={"fake_base": {"fail": True}}, quiet=True)
+    err = capfd.readouterr().err
+    assert "RuntimeError: fake_base asked to fail" in err  # the traceback of a failure is always shown
+    assert "[reproduce" not in err and "starting" not in err  # quiet: no progress lines
     assert "fake_base asked to fail" in manifest["failed"]["fake_base"]
     assert manifest["failed"]["fake_seven"] == "depends on fake_base, which failed"
     assert not (tmp_path / "results" / "fake_seven.json").exists()

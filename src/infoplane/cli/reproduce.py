@@ -45,7 +45,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
 def reproduce(out: str | os.PathLike, size: str = "full", *, only: Sequence[int | str] | None = None,
               jobs: int = 1, force: bool = False,
               overrides: Mapping[str | int, Mapping[str, Any]] | None = None,
-              threads: int = 1) -> dict[str, Any]:
+              threads: int = 1, quiet: bool = False) -> dict[str, Any]:
     """Run the selected experiments into ``out`` and build ``out/report.html``; returns the run manifest.
 
     Arguments as in :func:`infoplane.experiments.runner.run_experiments`. The manifest gains
@@ -57,14 +57,15 @@ def reproduce(out: str | os.PathLike, size: str = "full", *, only: Sequence[int 
 
     t0 = time.perf_counter()
     manifest = run_experiments(out, size, only=only, jobs=jobs, force=force, overrides=overrides,
-                               threads=threads)
+                               threads=threads, quiet=quiet)
     t1 = time.perf_counter()
     html = build_report(out)
     manifest["report_wall_time_s"] = time.perf_counter() - t1
     manifest["total_wall_time_s"] = time.perf_counter() - t0
     atomic_write_json(Path(out) / "results" / "run_manifest.json", manifest)
-    print(f"[reproduce] report: {html} (total {manifest['total_wall_time_s']:.1f}s)", file=sys.stderr,
-          flush=True)
+    if not quiet:
+        print(f"[reproduce] report: {html} (total {manifest['total_wall_time_s']:.1f}s)", file=sys.stderr,
+              flush=True)
     return manifest
 
 
@@ -75,7 +76,7 @@ def _cmd(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     size = "quick" if args.quick else "full"
     manifest = reproduce(args.out, size, only=args.only, jobs=args.jobs, force=args.force,
-                         overrides=parse_overrides(args.set), threads=args.threads)
+                         overrides=parse_overrides(args.set), threads=args.threads, quiet=args.quiet)
     return 1 if manifest["failed"] else 0
 
 
@@ -90,10 +91,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--only", nargs="+", metavar="N",
                    help="experiments to run, by number or name (default: all)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="parallel worker processes (default: min(2, CPUs))")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+                   help="parallel worker processes (1 = inline; default min(2, CPUs))")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument("--force", action="store_true",
                    help="rerun experiments even when a finished result exists")
+    p.add_argument("--quiet", action="store_true", help="no per-experiment progress lines")
     p.add_argument("--set", action="append", metavar="EXP.FIELD=JSON",
                    help="override a config field, e.g. --set lm_gapt.steps=40; a nested config's field with "
                         "a dotted name, e.g. --set plane_over_training.probe.max_tokens=256 (repeatable)")

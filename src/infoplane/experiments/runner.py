@@ -49,7 +49,8 @@ def configs(specs: Sequence[ExperimentSpec], size: str,
     return {s.name: make_config(s, size, by_name.get(s.name)) for s in specs}
 
 
-def _run_one(spec: ExperimentSpec, cfg: Any, out: str, force: bool, threads: int) -> dict[str, Any]:
+def _run_one(spec: ExperimentSpec, cfg: Any, out: str, force: bool, threads: int,
+             quiet: bool) -> dict[str, Any]:
     """Run one experiment (in a worker process or inline); never raises: a failure is a result."""
     t0 = time.perf_counter()
     try:
@@ -58,7 +59,8 @@ def _run_one(spec: ExperimentSpec, cfg: Any, out: str, force: bool, threads: int
         torch.set_num_threads(threads)
         from infoplane.experiments.common import run_experiment
 
-        summary = run_experiment(spec.name, cfg, out, spec.run_fn(), force=force, depends_on=spec.depends_on)
+        summary = run_experiment(spec.name, cfg, out, spec.run_fn(), force=force, progress=not quiet,
+                                 depends_on=spec.depends_on)
         return {"name": spec.name, "status": "skipped" if summary.get("resumed") else "done",
                 "wall_time_s": time.perf_counter() - t0, "skipped_reason": summary.get("skipped_reason")}
     except Exception as exc:  # recorded in the manifest and shown in the report
@@ -81,7 +83,7 @@ def _failed_dependency(spec: ExperimentSpec, results: Mapping[str, Mapping[str, 
 
 
 def _run_all(plan: list[ExperimentSpec], cfgs: Mapping[str, Any], out: Path, *, jobs: int, force: bool,
-             threads: int, report: Any) -> None:
+             threads: int, quiet: bool, report: Any) -> None:
     """Run ``plan`` (in dependency order) inline or in ``jobs`` worker processes, calling ``report(result)``
     for each finished experiment."""
     results: dict[str, dict[str, Any]] = {}
@@ -101,7 +103,7 @@ def _run_all(plan: list[ExperimentSpec], cfgs: Mapping[str, Any], out: Path, *, 
     if jobs <= 1:
         for spec in plan:
             if not dependency_failed(spec):
-                done(_run_one(spec, cfgs[spec.name], str(out), force, threads))
+                done(_run_one(spec, cfgs[spec.name], str(out), force, threads, quiet))
         return
 
     import multiprocessing as mp
@@ -120,7 +122,8 @@ def _run_all(plan: list[ExperimentSpec], cfgs: Mapping[str, Any], out: Path, *, 
             if dependency_failed(spec):
                 continue
             recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(send, spec, cfgs[spec.name], str(out), force, threads),
+            proc = ctx.Process(target=_child, args=(send, spec, cfgs[spec.name], str(out), force, threads,
+                                                          quiet),
                                name=f"reproduce-{spec.name}")
             proc.start()
             send.close()
@@ -147,7 +150,7 @@ def _run_all(plan: list[ExperimentSpec], cfgs: Mapping[str, Any], out: Path, *, 
 def run_experiments(out: str | os.PathLike, size: str = "full", *, only: Sequence[int | str] | None = None,
                     jobs: int = 1, force: bool = False,
                     overrides: Mapping[str | int, Mapping[str, Any]] | None = None,
-                    threads: int = 1) -> dict[str, Any]:
+                    threads: int = 1, quiet: bool = False) -> dict[str, Any]:
     """Run the selected experiments into ``out``; returns the run manifest.
 
     Args:
@@ -158,6 +161,7 @@ def run_experiments(out: str | os.PathLike, size: str = "full", *, only: Sequenc
         force: rerun experiments even when a finished result exists.
         overrides: ``{experiment: {config field: value}}`` applied on top of the size's config.
         threads: torch threads per experiment.
+        quiet: no progress lines on stderr.
 
     The manifest (also ``out/results/run_manifest.json``) holds per experiment its status (``done``,
     ``skipped`` = finished result reused, ``failed``), wall time and error, plus sizes and versions.
@@ -181,11 +185,13 @@ def run_experiments(out: str | os.PathLike, size: str = "full", *, only: Sequenc
 
     def progress(r: dict[str, Any]) -> None:
         results[r["name"]] = r
+        if quiet:
+            return
         extra = f" ({r['error']})" if r["status"] == "failed" else ""
         print(f"[reproduce {len(results)}/{len(plan)}] {r['name']}: {r['status']} in {r['wall_time_s']:.1f}s"
               f"{extra}", file=sys.stderr, flush=True)
 
-    _run_all(plan, cfgs, out, jobs=jobs, force=force, threads=threads, report=progress)
+    _run_all(plan, cfgs, out, jobs=jobs, force=force, threads=threads, quiet=quiet, report=progress)
     total = time.perf_counter() - t0
     manifest = {
         "size": size, "jobs": jobs, "threads_per_job": threads, "started_at": started,
