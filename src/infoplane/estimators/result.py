@@ -172,7 +172,8 @@ class SoftEntropyResult:
             for s in self.label_sets:
                 mi = self.mi[s]
                 arg = str(int(np.nanargmax(mi))) if np.isfinite(mi).any() else "-"
-                null = f"{float(np.nanmean(self.mi_null[s])):9.4f}" if s in self.mi_null else f"{'-':>9}"
+                has_null = s in self.mi_null and bool(np.isfinite(self.mi_null[s]).any())
+                null = f"{float(np.nanmean(self.mi_null[s])):9.4f}" if has_null else f"{'-':>9}"
                 lines.append(f"  {s:<{width}}  {rng(mi):>15}  {arg:>6}  {null}  {self.n_labels[s]:>8d}  "
                              f"{self.singleton_mass[s]:9.3f}")
         return "\n".join(lines)
