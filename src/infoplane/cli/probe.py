@@ -117,10 +117,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``analyze``, ``sweep`` and ``plot`` sub-commands."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    """Add the ``analyze``, ``sweep`` and ``plot`` sub-commands (defaults are printed by the CLI's
+    formatter, :class:`infoplane.cli.HelpFormatter`)."""
     p = subparsers.add_parser(
-        "analyze", formatter_class=fmt,
+        "analyze",
         help="information plane of one model (entropy and n-gram MI of every layer)",
         description="Run MODEL over a sample of texts and measure, for every hidden state (embedding, each "
                     "layer, final norm), its soft entropy H(Z), how much it encodes the preceding n-gram "
@@ -137,7 +137,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_analyze)
 
     s = subparsers.add_parser(
-        "sweep", formatter_class=fmt,
+        "sweep",
         help="information plane of every checkpoint of a training run (resumable)",
         description="Analyse every checkpoint in CHECKPOINT_DIR (sub-directories such as step_00001000/ or "
                     ".gguf files) with the same texts and reference directions, and write one trajectory "
@@ -155,7 +155,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=_cmd_sweep)
 
     q = subparsers.add_parser(
-        "plot", help="figures from a results table", formatter_class=fmt,
+        "plot", help="figures from a results table",
         description="Draw the information plane (complexity vs expressivity with the bound diagonal), "
                     "per-layer profiles and back-off proportions from a probe.csv, sweep.csv or "
                     "*_plane.csv, as PNG and SVG.",

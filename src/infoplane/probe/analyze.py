@@ -150,7 +150,7 @@ def analyze(
     out: str | os.PathLike | None = None,
 ) -> ProbeResult:
     """Soft entropy H(Z), I(X_n; Z), I(Z; Y_n) and per-sequence-label MI of every hidden state of ``model``
-    (Conklin et al. 2026, sec. 3).
+    (Conklin et al. 2026, sec. 2).
 
     Args:
         model: a path (HF directory, ``.gguf`` file, native checkpoint), ``"smollm2"``, an ``nn.Module``

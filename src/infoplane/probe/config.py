@@ -44,12 +44,13 @@ class ProbeConfig:
     """Settings of one probe run (validated on construction; frozen, hashable, JSON-serialisable).
 
     Attributes:
-        orders: n-gram orders of the input/output label sets X_n / Y_n (Conklin et al. 2026, sec. 3.2);
-            stored sorted and de-duplicated. All orders share the valid positions of the largest.
+        orders: n-gram orders of the input/output label sets X_n / Y_n (Conklin et al. 2026, sec. 2; reference
+            implementation soft-entropy, soft_entropy/llm.py ``_encode_ngram``); stored sorted and
+            de-duplicated. All orders share the valid positions of the largest.
         max_tokens: analysed positions per hidden state (N samples); None = every text of the corpus.
         seq_len: truncation length in tokens per text (capped at the model's context length by ``analyze``).
         batch_size: texts per forward pass.
-        n_bins: number of reference points m of the soft assignment (Conklin et al. 2026, sec. 3.1).
+        n_bins: number of reference points m of the soft assignment (soft-entropy, accumulator.py).
         seed: fixes the text sample (numpy PCG64 permutation), the reference points and the null permutation.
         null: also compute the permutation-null MI of every label set (finite-sample bias estimate).
         min_count: n-gram labels seen fewer times in the sample are pooled into one rare label per set

@@ -2,16 +2,15 @@
 
 Every rank builds the same plan (same seeded text sample, same label ids from the same no-model pre-pass, so
 singletons are global), forwards only its share of the batches (batch ``i`` goes to rank ``i % world``), and
-the accumulators' additive statistics are summed across ranks (``acc.sync``) before ``compute()``. The merged
+the accumulators' additive statistics are summed across ranks (``acc.compute(sync=True)``). The merged
 result therefore equals the single-process one (up to float64 summation order).
 
 Composition: :func:`~infoplane.probe.analyze.prepare` -> :func:`~infoplane.probe.run.run_plan` (this rank's
-batches) -> ``sync`` -> ``compute`` -> :func:`~infoplane.probe.analyze.finish`.
+batches) -> ``compute(sync=True)`` -> :func:`~infoplane.probe.analyze.finish`.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,14 +30,6 @@ def shard_indices(n_items: int, rank: int, world_size: int) -> list[int]:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     return list(range(rank, n_items, world_size))
-
-
-def _synced_compute(acc: Any, group: Any) -> Any:
-    """The accumulator's result over all ranks of ``group``, through its one sync entry point."""
-    if "sync" in inspect.signature(acc.compute).parameters:  # torchmetrics-style: local state untouched
-        return acc.compute(sync=True, group=group)
-    acc.sync(group)  # called once per accumulator, right before compute()
-    return acc.compute()
 
 
 def analyze_distributed(
@@ -75,7 +66,8 @@ def analyze_distributed(
     indices = shard_indices(len(prepared.plan.batches), rank, world)
     run = run_plan(prepared.plan, prepared.model, indices, progress=progress and rank == 0,
                    desc=prepared.name)
-    result = finish(prepared, run, _synced_compute(run.accumulator, group), shard=(rank, world))
+    # the sum over ranks goes into a temporary; this rank's accumulator keeps its own shard (idempotent)
+    result = finish(prepared, run, run.accumulator.compute(sync=True, group=group), shard=(rank, world))
     result.metadata["world_size"] = world
     if out is not None and rank == 0:
         result.save(out)

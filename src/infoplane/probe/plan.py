@@ -2,8 +2,8 @@
 
 1. a seeded sample of texts (``config.seed`` fixes both the sample and the reference points) is tokenised,
    truncated to ``config.seq_len`` and cut so that exactly ``config.max_tokens`` positions are analysed;
-2. label pre-pass: n-gram ids for every order and direction (Conklin et al. 2026, sec. 3.2), counted over the
-   whole sample; ids seen once become the accumulator's singleton label (``-1``), which is exact; with
+2. label pre-pass: n-gram ids for every order and direction (soft-entropy, soft_entropy/llm.py), counted over
+   the whole sample; ids seen once become the accumulator's singleton label (``-1``), which is exact; with
    ``min_count > 1`` rarer ids are pooled into one label per set.
 
 The resulting :class:`ProbePlan` is what :func:`infoplane.probe.run.run_plan` forwards, on one process or

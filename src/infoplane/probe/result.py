@@ -1,6 +1,6 @@
 """``ProbeResult``: the tidy rows, information-plane rows and metadata of one probe run.
 
-Rows are one per (hidden state, label set) with values normalised by log m (Conklin et al. 2026, sec. 3.1);
+Rows are one per (hidden state, label set) with values normalised by log m (soft-entropy, accumulator.py);
 plane rows are the measures of :func:`infoplane.plane.plane_table` per (hidden state, n) plus layer means.
 ``to_frame()`` gives the long format (one row per quantity), ``summary()`` the layer means, ``repr`` a
 layers x label sets table of MI.
@@ -70,6 +70,16 @@ def _fmt(v: Any, width: int = 8) -> str:
     return f"{'-':>{width}}" if x is None or not np.isfinite(x) else f"{x:{width}.4f}"
 
 
+def _short(label_set: str) -> str:
+    """Column title of a label set's MI: ``I(X2;Z)`` (input_2), ``I(Z;Y2)`` (output_2), ``I(book)``."""
+    kind, n = parse_label_set(label_set)
+    if kind == "input":
+        return f"I(X{n};Z)"
+    if kind == "output":
+        return f"I(Z;Y{n})"
+    return f"I({label_set[:6]})"
+
+
 @dataclass
 class ProbeResult:
     """Tidy results of :func:`~infoplane.probe.analyze.analyze`.
@@ -133,13 +143,13 @@ class ProbeResult:
     def _header(self) -> str:
         md = self.metadata
         step = "" if md.get("step") is None else f", step {md['step']}"
-        return (f"ProbeResult({md.get('model')}{step}: N = {md.get('n_samples')} positions x "
-                f"{md.get('n_hidden_states')} hidden states, d = {md.get('hidden_dim')}, "
-                f"m = {md.get('n_bins')}, seed {md.get('seed')}; values / log m)")
+        return (f"ProbeResult({md.get('model')}{step}: N={md.get('n_samples')} x "
+                f"{md.get('n_hidden_states')} hidden states, d={md.get('hidden_dim')}, m={md.get('n_bins')}, "
+                f"seed {md.get('seed')}; H, I in units of log m)")
 
     def summary(self) -> str:
         """Layer means (embedding excluded) per n-gram order: entropy H(Z), complexity I(X_n;Z),
-        expressivity I(Z;Y_n), optimality and distance to the bound (Conklin et al. 2026, sec. 3), plus the
+        expressivity I(Z;Y_n), optimality and distance to the bound (Conklin et al. 2026, sec. 2), plus the
         sequence-label MI."""
         lines = [self._header(), "layer mean (embedding excluded):",
                  "   n   entropy  complexity  expressivity  optimality  distance"]
@@ -160,7 +170,7 @@ class ProbeResult:
         sets = self.label_sets
         layers = sorted({int(r["layer"]) for r in self.rows})
         by = {(int(r["layer"]), str(r["label_set"])): r for r in self.rows}
-        head = "  layer   H(Z) " + "".join(f" {('I:' + s)[:9]:>9}" for s in sets)
+        head = "  layer   H(Z) " + "".join(f" {_short(s):>9}" for s in sets)
         lines = [self._header(), head]
         shown = layers
         if len(layers) > _REPR_MAX_LAYERS:

@@ -2,8 +2,8 @@
 
 One forward per batch with hooks on every hidden state (:mod:`infoplane.probe.capture`); each hook feeds
 ``acc.update(z [N, d], prepared_labels, layer=l)`` and the state is dropped; the LM head is skipped. The
-caller decides what happens to the accumulator next: ``compute()`` on one process, ``sync()`` then
-``compute()`` over ranks (:mod:`infoplane.probe.distributed`).
+caller decides what happens to the accumulator next: ``compute()`` on one process,
+``compute(sync=True)`` over ranks (:mod:`infoplane.probe.distributed`).
 """
 
 from __future__ import annotations
