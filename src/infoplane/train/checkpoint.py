@@ -5,7 +5,8 @@ Layout (``out_dir/checkpoints/step_{k:08d}/``)::
     model.safetensors        model weights (tied LM head stored once; safetensors.torch.save_model)
     optimizer.safetensors    AdamW state tensors flattened as ``state.{param_index}.{name}`` (optional)
     config.json              {"format", "version", "step", "model": GPTConfig, "train": TrainConfig|None,
-                              "tokenizer": "tokenizer.json"|null}
+                              "tokenizer": "tokenizer.json"|null, "files": {name: SHA-256 of each file
+                              above and below}, "config_sha256": SHA-256 of this JSON without that key}
     trainer_state.json       step, controller state, sampler state, RNG states (lists), log position, ...
                              and the optimizer's param_groups (hyper-parameters, no tensors)
     tokenizer.json           the run's tokenizer (when it can be serialised)
@@ -13,12 +14,16 @@ Layout (``out_dir/checkpoints/step_{k:08d}/``)::
 Atomicity: the directory is written under a hidden temporary name next to the target and renamed into
 place with one ``os.replace``; an interruption at any point leaves the previous checkpoints untouched and no
 partially written ``step_*`` directory visible (hidden ``.tmp-*`` leftovers are removed by the next save).
-Loading uses only safetensors and JSON: nothing is ever unpickled.
+Loading uses only safetensors and JSON: nothing is ever unpickled. Every load verifies the checksums
+(:func:`verify_checkpoint`): a flipped byte, a truncated or missing file is a :class:`CorruptCheckpointError`
+naming the file and what was expected, never silently different weights. Checkpoints of format version 1
+(no checksums) still load.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -29,11 +34,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from infoplane.io import atomic_write_json, read_json
+from infoplane.io import atomic_write_json, bytes_sha256, file_sha256, read_json
 from infoplane.train.model import GPT, GPTConfig, NativeCausalLM
 
 __all__ = [
     "FORMAT",
+    "CorruptCheckpointError",
+    "verify_checkpoint",
+    "newest_valid_checkpoint",
     "save_checkpoint",
     "load_checkpoint",
     "load_causal_lm",
@@ -47,7 +55,73 @@ __all__ = [
 ]
 
 FORMAT = "infoplane-gpt"
-VERSION = 1
+VERSION = 2  # 2: per-file SHA-256 checksums in config.json; 1 (no checksums) is still read
+_VERSIONS = (1, 2)
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or altered since it was saved (the message names it)."""
+
+
+def _config_digest(cfg: dict[str, Any]) -> str:
+    """SHA-256 of config.json's content without its own ``config_sha256`` key (canonical JSON)."""
+    body = {k: v for k, v in cfg.items() if k != "config_sha256"}
+    return bytes_sha256(json.dumps(body, sort_keys=True).encode("utf-8"))
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a checkpoint directory against the checksums recorded at save time; returns its config.json.
+
+    Raises FileNotFoundError when ``path`` is not a checkpoint, :class:`CorruptCheckpointError` (a
+    ValueError) naming the first file that is unreadable, missing or whose SHA-256 differs from the
+    recorded one. Version-1 checkpoints have no checksums: only their JSON is checked.
+    """
+    d = Path(path)
+    cfg_path = d / "config.json"
+    if not cfg_path.is_file() or not (d / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{str(d)!r} is not a checkpoint: expected config.json and model.safetensors")
+    try:
+        cfg = read_json(cfg_path)
+    except ValueError as exc:
+        raise CorruptCheckpointError(str(exc)) from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
+        got = cfg.get("format") if isinstance(cfg, dict) else type(cfg).__name__
+        raise CorruptCheckpointError(f"{str(cfg_path)!r}: format {got!r}, expected {FORMAT!r}")
+    if cfg.get("version") not in _VERSIONS:
+        raise CorruptCheckpointError(f"{str(cfg_path)!r}: version {cfg.get('version')!r}, expected one of "
+                                     f"{_VERSIONS} (written by a newer infoplane?)")
+    if "config_sha256" in cfg and cfg["config_sha256"] != _config_digest(cfg):
+        raise CorruptCheckpointError(f"{str(cfg_path)!r}: content does not match its recorded SHA-256 "
+                                     "(the file was altered after it was saved)")
+    for name, digest in (cfg.get("files") or {}).items():
+        f = d / name
+        if not f.is_file():
+            raise CorruptCheckpointError(f"{str(f)!r} is missing: expected it in this checkpoint "
+                                         f"(SHA-256 {digest[:16]}...)")
+        actual = file_sha256(f)
+        if actual != digest:
+            raise CorruptCheckpointError(
+                f"{str(f)!r} is corrupt: SHA-256 {actual[:16]}... differs from {digest[:16]}... recorded "
+                f"when it was saved ({f.stat().st_size} bytes now)")
+    return cfg
+
+
+def newest_valid_checkpoint(root: str | os.PathLike) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """(the newest checkpoint under ``root`` that passes :func:`verify_checkpoint` or None,
+    [(newer checkpoint, why it was rejected), ...] newest first)."""
+    rejected: list[tuple[Path, str]] = []
+    for p in reversed(list_checkpoints(root)):
+        try:
+            verify_checkpoint(p)
+        except (CorruptCheckpointError, FileNotFoundError) as exc:
+            rejected.append((p, str(exc)))
+            continue
+        return p, rejected
+    return None, rejected
+
+
+def _safetensors_error(path: Path, exc: Exception, expected: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(f"{str(path)!r}: cannot be read as {expected} ({exc})")
 _STEP_RE = re.compile(r"^step_(\d{8})$")
 
 
@@ -77,8 +151,14 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt_dir: str | os.Pa
     path = d / "optimizer.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} not found: this checkpoint has no optimizer state")
-    meta = read_json(d / "trainer_state.json")["optimizer"]
-    flat = load_file(str(path))
+    state_path = d / "trainer_state.json"
+    meta = read_json(state_path).get("optimizer")
+    if not isinstance(meta, dict) or "param_groups" not in meta:
+        raise CorruptCheckpointError(f"{str(state_path)!r}: expected an 'optimizer' entry with param_groups")
+    try:
+        flat = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error type for a truncated or garbled file
+        raise _safetensors_error(path, exc, "the optimizer tensors saved by save_checkpoint") from None
     state: dict[int, dict[str, Any]] = {}
     for key, t in flat.items():
         _, i, name = key.split(".", 2)
@@ -166,10 +246,12 @@ def save_checkpoint(
             (tmp / "tokenizer.json").write_text(tokenizer.to_str(), encoding="utf-8")
             tok_name = "tokenizer.json"
         atomic_write_json(tmp / "trainer_state.json", state)
-        atomic_write_json(tmp / "config.json", {
-            "format": FORMAT, "version": VERSION, "step": int(step),
-            "model": model.config.to_dict(), "train": train_config, "tokenizer": tok_name,
-        })
+        files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        cfg = {"format": FORMAT, "version": VERSION, "step": int(step), "model": model.config.to_dict(),
+               "train": train_config, "tokenizer": tok_name, "files": files}
+        cfg = json.loads(json.dumps(cfg, default=str))  # the digest is of what a reader parses back
+        cfg["config_sha256"] = _config_digest(cfg)
+        atomic_write_json(tmp / "config.json", cfg)
         old = None
         if final.exists():
             old = root / f".old-{name}-{os.getpid()}"
@@ -187,23 +269,30 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(path: str | os.PathLike,
-                    map_location: str = "cpu") -> tuple[GPT, GPTConfig, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu",
+                    verify: bool = True) -> tuple[GPT, GPTConfig, dict[str, Any]]:
     """Load ``(model, model_config, meta)`` from a checkpoint directory (never unpickles).
 
     meta: ``{"step", "train" (TrainConfig dict or None), "trainer_state" (dict), "tokenizer_path"
-    (Path or None), "path"}``. The model is in eval mode on ``map_location``.
+    (Path or None), "path"}``. The model is in eval mode on ``map_location``. ``verify`` checks every file
+    against its recorded SHA-256 first (:func:`verify_checkpoint`); any unreadable file is a
+    :class:`CorruptCheckpointError` naming it.
     """
     d = Path(path)
+    cfg = verify_checkpoint(d) if verify else read_json(d / "config.json")
     cfg_path = d / "config.json"
-    if not cfg_path.is_file() or not (d / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{str(d)!r} is not a checkpoint: expected config.json and model.safetensors")
-    cfg = read_json(cfg_path)
-    if cfg.get("format") != FORMAT:
-        raise ValueError(f"{str(cfg_path)!r}: format {cfg.get('format')!r}, expected {FORMAT!r}")
-    model_cfg = GPTConfig.from_dict(cfg["model"])
+    try:
+        model_cfg = GPTConfig.from_dict(cfg["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptCheckpointError(f"{str(cfg_path)!r}: expected a valid 'model' (GPTConfig) entry "
+                                     f"({exc})") from None
     model = GPT(model_cfg)
-    missing, unexpected = load_model(model, str(d / "model.safetensors"), strict=True, device=map_location)
+    weights = d / "model.safetensors"
+    try:
+        load_model(model, str(weights), strict=True, device=map_location)
+    except Exception as exc:  # a truncated file, or tensors that do not fit the architecture in config.json
+        raise _safetensors_error(weights, exc, f"the weights of the GPT described in {str(cfg_path)!r}") \
+            from None
     model.to(map_location).eval()
     state_path = d / "trainer_state.json"
     meta = {

@@ -16,7 +16,11 @@ One optimiser step ``t`` (1-based in the log):
 6. every ``align_every`` steps: cosines between grad CE and grad MBE_l (all layers) on the same batch
    (:func:`~infoplane.train.alignment.gradient_alignment`, before the update); every ``eval_every`` steps:
    held-out CE and per-layer MBE (no grad);
-7. one JSON line per step (flushed) and, at scheduled steps, an atomic checkpoint.
+7. one JSON line per step (flushed) and, at scheduled steps, an atomic, checksummed checkpoint.
+
+The run directory's rules (a used directory needs ``resume`` or ``overwrite``; a resume must match; corrupt
+checkpoints are set aside; one process at a time, by lock) are in :mod:`infoplane.train.rundir`; memory and
+token ids are checked (:mod:`infoplane.train.preflight`) before the data is prepared / the model is built.
 
 Log record keys: step, ce, loss, mbe {layer: nats}, mbe_mean, phase (used at this step), next_phase,
 switch (controller events at this step: from/to/reason/values), lr, tokens (cumulative CE tokens of
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -45,9 +50,9 @@ import torch.distributed as dist
 from infoplane.data.lm_data import BatchSampler, TokenSplits, prepare_lm_data, val_batches
 from infoplane.data.tokenizer import load_tokenizer, save_tokenizer
 from infoplane.estimators.matrix import patch_matrix_entropy
-from infoplane.io import atomic_write_json
+from infoplane.io import atomic_write_json, dir_lock
+from infoplane.train import preflight, rundir
 from infoplane.train.checkpoint import (
-    latest_checkpoint,
     load_checkpoint,
     load_optimizer_state,
     rng_state,
@@ -120,15 +125,21 @@ class Trainer:
         vocab_size: model vocabulary (default: the tokenizer's).
         callbacks: ``cb(trainer, record)`` called after every step, before the record is written (may add
             keys).
-        resume: continue from the latest checkpoint in ``out_dir/checkpoints`` (exactly: weights, optimiser,
-            sampler, controller, RNG, log truncated to the checkpoint's step).
+        resume: continue from the newest valid checkpoint in ``out_dir/checkpoints`` (exactly: weights,
+            optimiser, sampler, controller, RNG, log truncated to the checkpoint's step); settings other than
+            :data:`~infoplane.train.preflight.RESUMABLE` and the data must equal the checkpoint's.
+        overwrite: start a new run in a directory that holds one, removing its
+            :data:`~infoplane.train.rundir.RUN_FILES` (without it, such a directory is a FileExistsError).
     """
 
     def __init__(self, config: TrainConfig, *, splits: TokenSplits | None = None, tokenizer: Any = None,
                  vocab_size: int | None = None, callbacks: Sequence[Callable[[Trainer, dict], None]] = (),
-                 resume: bool = False) -> None:
+                 resume: bool = False, overwrite: bool = False) -> None:
         if not isinstance(config, TrainConfig):
             raise ValueError(f"Trainer expects a TrainConfig, got {type(config).__name__}")
+        if resume and overwrite:
+            raise ValueError("resume and overwrite exclude each other: resume continues the run in out_dir, "
+                             "overwrite replaces it")
         self.config = cfg = config
         self.callbacks = list(callbacks)
         self.distributed, self.rank, self.world = _dist_info()
@@ -140,9 +151,13 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
         self.ckpt_root = self.out_dir / "checkpoints"
         self.log_path = self.out_dir / "log.jsonl"
-        resume_from = latest_checkpoint(self.ckpt_root) if resume else None
-        if resume and resume_from is None:
-            raise FileNotFoundError(f"--resume: no checkpoint found under {str(self.ckpt_root)!r}")
+        self.overwrite = bool(overwrite)
+        if self.rank == 0:
+            rundir.check_out_dir(self.out_dir, resume=resume, overwrite=self.overwrite)
+        resume_from, self._rejected = rundir.resume_checkpoint(self.ckpt_root) if resume else (None, [])
+        if vocab_size is not None or splits is None:  # memory before the data: BPE training takes a while
+            guess = vocab_size or rundir.vocab_guess(cfg.tokenizer, cfg.model.vocab_size)
+            preflight.check_memory(cfg, guess, self.world)
 
         # data + tokenizer (on resume the saved tokenizer is reused, so BPE is not retrained)
         if splits is None:
@@ -155,6 +170,9 @@ class Trainer:
             if tokenizer is None or not hasattr(tokenizer, "get_vocab_size"):
                 raise ValueError("vocab_size is required when the tokenizer has no get_vocab_size()")
             vocab_size = int(tokenizer.get_vocab_size())
+        preflight.check_memory(cfg, vocab_size, self.world)
+        preflight.check_token_range(splits.train, splits.val, vocab_size)
+        self.data = preflight.data_fingerprint(splits, tokenizer)
         self.model_config = dataclasses.replace(cfg.model, vocab_size=vocab_size, seed=cfg.seed)
         self.model = GPT(self.model_config)
         self.sampler = BatchSampler(splits.train, cfg.batch_size, cfg.block_size, seed=cfg.seed)
@@ -170,6 +188,7 @@ class Trainer:
         self.skipped_total = 0
         self.elapsed = 0.0
         self.log_position = 0
+        self._log_hash = hashlib.sha256()  # of the log's bytes so far (checked on resume)
         self.last_val: dict[str, Any] = {}
         self.checkpoints: list[Path] = []
         if resume_from is not None:
@@ -192,7 +211,9 @@ class Trainer:
         )
 
     def _restore(self, ckpt: Path) -> None:
-        model, _, meta = load_checkpoint(ckpt)
+        model, _, meta = load_checkpoint(ckpt, verify=False)  # verified by rundir.resume_checkpoint
+        rundir.check_resume(self.out_dir, ckpt, meta, self.config, self.model_config.to_dict(), self.data,
+                            warn=self.rank == 0)
         self.model.load_state_dict(model.state_dict())
         load_optimizer_state(self.optimizer, ckpt)
         st = meta["trainer_state"]
@@ -207,10 +228,11 @@ class Trainer:
         set_rng_state(st["rng"])
         self.log_position = int(st.get("log_position", 0))
         self.last_val = st.get("last_val", {})
-        if self.rank == 0 and self.log_path.exists():
-            with open(self.log_path, "r+b") as fh:  # drop records written after the checkpoint
-                fh.truncate(self.log_position)
-        self.checkpoints = [p for p in sorted(self.ckpt_root.glob("step_*")) if p.is_dir()]
+        if self.rank == 0:
+            self._log_hash = rundir.restore_log(self.log_path, ckpt, st)
+        bad = {p for p, _ in self._rejected}
+        self.checkpoints = [p for p in sorted(self.ckpt_root.glob("step_*"))
+                            if p.is_dir() and p not in bad and p.name <= ckpt.name]
 
     # ------------------------------------------------------------------ phases / objective
     @property
@@ -359,11 +381,12 @@ class Trainer:
     def _write(self, rec: dict[str, Any]) -> None:
         if self.rank != 0:
             return
-        line = json.dumps(rec, allow_nan=True) + "\n"
-        with open(self.log_path, "a", encoding="utf-8") as fh:
+        line = (json.dumps(rec, allow_nan=True) + "\n").encode("utf-8")
+        with open(self.log_path, "ab") as fh:
             fh.write(line)
             fh.flush()
             self.log_position = fh.tell()
+        self._log_hash.update(line)
         if self._tb is not None:
             for k in ("ce", "loss", "mbe_mean", "lr", "val_ce", "val_mbe_mean"):
                 if isinstance(rec.get(k), float):
@@ -376,7 +399,8 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "controller": self.controller.state_dict() if self.controller is not None else None,
             "rng": rng_state(), "log_position": self.log_position, "log_file": self.log_path.name,
-            "world_size": self.world, "last_val": self.last_val,
+            "log_sha256": self._log_hash.hexdigest(), "world_size": self.world, "last_val": self.last_val,
+            "data": self.data,
         }
 
     def save(self) -> Path | None:
@@ -392,12 +416,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> TrainResult:
-        """Train to ``config.steps``; returns a :class:`TrainResult` (rank 0 also writes summary.json)."""
+        """Train to ``config.steps``; returns a :class:`TrainResult` (rank 0 also writes summary.json).
+        Rank 0 holds the lock of ``out_dir`` while it runs (a second process is refused)."""
+        if self.rank != 0:
+            return self._run()
+        with dir_lock(self.out_dir, "train"):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         cfg = self.config
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            rundir.set_aside(self._rejected, self.step)
+            self._rejected = []
             if self.step == 0:
-                self.log_path.write_text("", encoding="utf-8")
+                if self.overwrite:
+                    rundir.clear_run(self.out_dir)
+                self.log_path.write_bytes(b"")
+                self._log_hash = hashlib.sha256()
                 self.log_position = 0
                 atomic_write_json(self.out_dir / "config.json", {"train": cfg.to_dict(),
                                                                  "model": self.model_config.to_dict()})
