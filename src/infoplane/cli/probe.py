@@ -58,6 +58,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sequence-labels", nargs="*", default=list(d.sequence_labels), metavar="FIELD",
                    help="per-text label fields (e.g. 'book' for kjv, or JSONL fields such as genre) whose "
                         "MI with the hidden states is also reported")
+    g.add_argument("--memory-budget", default=d.memory_budget, metavar="BYTES",
+                   help="bytes the probe state may use, e.g. 12GiB (default: half the available memory); "
+                        "layers are split into passes to fit, or the run is refused before it starts")
     p.add_argument("--gguf-file", default=None, help="GGUF file name inside the MODEL directory")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow custom modelling code shipped with a checkpoint")
@@ -99,8 +102,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     source = args.checkpoints[0] if len(args.checkpoints) == 1 else args.checkpoints
     res = sweep(source, _corpus(args.corpus), _config(args), out=args.out, resume=args.resume,
-                device=args.device, progress=not args.quiet)
+                device=args.device, progress=not args.quiet, strict=args.strict)
     n_all = len(res.metadata["checkpoints"])
+    for d in res.corrupt:
+        print(f"skipped corrupt checkpoint {d['path']}: {d['reason']}")
+    for d in res.duplicates:
+        print(f"{d['path']} has the same weights as {d['same_as']}: analysed once")
     print(f"{n_all} checkpoints ({len(res.computed)} computed now, the rest resumed)")
     print(f"wrote {args.out}/sweep.csv, sweep_plane.csv, sweep.json")
     _figures(res.plane, args)
@@ -152,6 +159,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse checkpoints already finished in --out (refused if --out holds a sweep of "
                         "other settings or another corpus)")
+    s.add_argument("--strict", action="store_true",
+                   help="fail on a corrupt checkpoint instead of reporting and skipping it")
     s.set_defaults(func=_cmd_sweep)
 
     q = subparsers.add_parser(

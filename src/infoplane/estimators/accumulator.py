@@ -150,6 +150,15 @@ class SoftEntropyAccumulator(SyncMixin):
         base = sum(t.numel() * t.element_size() for t in (self._n, self._counts, self._sent, self._skipped))
         return base + self._labels.nbytes(reserved)
 
+    def reserve_rows(self, row_counts: dict[str, int]) -> None:
+        """Allocate exactly ``row_counts[name]`` label rows per label set up front (e.g. from the probe's
+        label pre-pass), so the state never grows by doubling and ``state_nbytes(reserved=True)`` equals
+        :func:`infoplane.estimators.memory.state_bytes` of the same counts."""
+        for name, k in row_counts.items():
+            if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
+                raise ValueError(f"row_counts[{name!r}] must be an integer >= 0, got {k!r}")
+            self._labels.get(name).reserve(int(k))
+
     # ------------------------------------------------------------------ labels
     def prepare_labels(self, labels: Any, n: int | None = None) -> PreparedLabels:
         """Map one batch's labels to internal rows, once for all layers.

@@ -147,6 +147,21 @@ class LabelRows:
                     t[self.zeroed : n_rows].zero_()
             self.zeroed = n_rows
 
+    def reserve(self, n_labels: int) -> None:
+        """Allocate room for exactly ``n_labels`` label rows (plus row 0) and their keys, so that a data set
+        whose label counts are known in advance never triggers the doubling growth (exact memory plan)."""
+        rows = int(n_labels) + 1
+        if rows > self.cap:
+            self.sums = self._grow(self.sums, rows, self.zeroed)
+            self.row_n = self._grow(self.row_n, rows, self.zeroed)
+            if self.null_sums is not None:
+                self.null_sums = self._grow(self.null_sums, rows, self.zeroed)
+            self.cap = rows
+        if rows > len(self._keys_by_row):
+            grown = np.zeros(rows, dtype=np.int64)
+            grown[: self.n_rows] = self._keys_by_row[: self.n_rows]
+            self._keys_by_row = grown
+
     @staticmethod
     def _grow(t: torch.Tensor, cap: int, used: int) -> torch.Tensor:
         out = torch.empty((cap, *t.shape[1:]), dtype=t.dtype, device=t.device)

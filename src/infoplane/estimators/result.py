@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SoftEntropyResult"]
+__all__ = ["SoftEntropyResult", "concat_layers"]
 
 _MAX_SETS_SHOWN = 8  # label-set columns in the repr table
 _MAX_LAYERS_SHOWN = 32  # more layers: the first and last 12 are shown
@@ -177,3 +177,39 @@ class SoftEntropyResult:
                 lines.append(f"  {s:<{width}}  {rng(mi):>15}  {arg:>6}  {null}  {self.n_labels[s]:>8d}  "
                              f"{self.singleton_mass[s]:9.3f}")
         return "\n".join(lines)
+
+
+def concat_layers(parts: list[SoftEntropyResult]) -> SoftEntropyResult:
+    """One result from results over consecutive layer groups (e.g. the passes of a
+    :class:`~infoplane.estimators.memory.MemoryPlan`), in the given order.
+
+    Every per-layer array is a function of that layer's statistics only, so the concatenation equals the
+    result of one accumulator over all layers. Raises ``ValueError`` when the parts disagree on the label
+    sets, reference points or temperature."""
+    if not parts:
+        raise ValueError("concat_layers needs at least one result")
+    first = parts[0]
+    for p in parts[1:]:
+        for attr in ("label_sets", "reference_hash", "temperature", "n_bins", "seed"):
+            if getattr(p, attr) != getattr(first, attr):
+                raise ValueError(f"cannot concatenate layer groups: {attr} differs "
+                                 f"({getattr(first, attr)!r} vs {getattr(p, attr)!r})")
+
+    def cat(get: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(get(p)) for p in parts])
+
+    def per_set(attr: str) -> dict[str, np.ndarray]:
+        names = getattr(first, attr).keys()
+        return {k: cat(lambda p, k=k: getattr(p, attr)[k]) for k in names}
+
+    best = max(parts, key=lambda p: p.n_samples)  # n_labels / singleton mass: the most-counted layer
+    return SoftEntropyResult(
+        entropy=cat(lambda p: p.entropy), mean_sample_entropy=cat(lambda p: p.mean_sample_entropy),
+        capacity=cat(lambda p: p.capacity), n_samples=best.n_samples, label_sets=list(first.label_sets),
+        mi=per_set("mi"), conditional_entropy=per_set("conditional_entropy"),
+        regularity=per_set("regularity"),
+        mi_null=per_set("mi_null"), n_labels=dict(best.n_labels), singleton_mass=dict(best.singleton_mass),
+        temperature=first.temperature, n_bins=first.n_bins, reference_hash=first.reference_hash,
+        n_samples_per_layer=cat(lambda p: p.n_samples_per_layer),
+        n_skipped_zero=cat(lambda p: p.n_skipped_zero), seed=first.seed,
+    )

@@ -4,7 +4,9 @@ Composition (one pass over the model, bounded memory):
 
 1. :func:`prepare`: load the model, cap ``seq_len`` at its context, build the plan
    (:func:`infoplane.probe.plan.prepare_plan`: sample -> tokens -> batches -> label pre-pass);
-2. :func:`infoplane.probe.run.run_plan`: one forward per batch, hooks feed the accumulator;
+2. :func:`run_planned`: the memory plan (:mod:`infoplane.probe.memory`: exact state from the label
+   pre-pass, layer groups in separate passes to fit ``config.memory_budget``, or a clear refusal), then
+   :func:`infoplane.probe.run.run_plan` per pass: one forward per batch, hooks feed the accumulator;
 3. ``acc.compute()`` -> :func:`finish`: tidy rows (one per layer x label set) ->
    :func:`infoplane.plane.plane_table` -> :class:`~infoplane.probe.result.ProbeResult` with metadata.
 
@@ -15,25 +17,28 @@ batches and an accumulator sync in between.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from infoplane.estimators.memory import MemoryPlan
 from infoplane.io import versions
 from infoplane.plane import plane_table
-from infoplane.probe.capture import _accepts
+from infoplane.probe.capture import _accepts, find_hidden_sites, hidden_dims
 from infoplane.probe.config import ProbeConfig
+from infoplane.probe.memory import plan_memory
 from infoplane.probe.models import LoadedModel, load_model
 from infoplane.probe.plan import ProbePlan, prepare_plan
 from infoplane.probe.result import ProbeResult, result_rows
 from infoplane.probe.run import ProbeRun, run_plan
 
-__all__ = ["analyze", "prepare", "finish", "PreparedProbe", "model_context_length"]
+__all__ = ["analyze", "prepare", "run_planned", "finish", "PreparedProbe", "model_context_length"]
 
 
 @dataclass
@@ -107,6 +112,51 @@ def prepare(
                          step if step is not None else loaded.step, t_start)
 
 
+def run_planned(
+    prepared: PreparedProbe,
+    indices: list[int] | None = None,
+    *,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    compute: Callable[[Any], Any] | None = None,
+    budget_indices: list[int] | None = None,
+    budget: int | None = None,
+) -> tuple[ProbeRun, Any, MemoryPlan]:
+    """Plan the memory, then run one pass per layer group and join the per-pass results.
+
+    The plan (:func:`infoplane.probe.memory.plan_memory`) uses the exact label-row counts of the batches
+    at ``budget_indices`` (default: ``indices``, i.e. the batches this process forwards); a ValueError is
+    raised before any forward when one layer per pass does not fit. ``compute(acc)`` finalises one pass
+    (default ``acc.compute()``); ``budget`` overrides ``config.memory_budget``. Returns the joined run (all
+    sites, summed forward time), the joined ``SoftEntropyResult`` and the plan; the plan is printed to
+    stderr when ``progress``.
+    """
+    from infoplane.estimators.result import concat_layers
+
+    model = prepared.model
+    param = next(model.parameters(), None)
+    fwd_device = param.device if param is not None else torch.device(device)
+    sites = find_hidden_sites(model)
+    dims = hidden_dims(model, sites, fwd_device)
+    mplan = plan_memory(prepared.plan, len(sites), dims[0], fwd_device,
+                        indices=budget_indices if budget_indices is not None else indices, budget=budget)
+    if progress:
+        print(mplan.describe(), file=sys.stderr)
+    finalise = compute or (lambda acc: acc.compute())
+    runs, parts = [], []
+    for k, group in enumerate(mplan.groups):
+        desc = prepared.name if mplan.n_passes == 1 else f"{prepared.name} [pass {k + 1}/{mplan.n_passes}]"
+        run = run_plan(prepared.plan, model, indices, progress=progress, desc=desc,
+                       layers=None if mplan.n_passes == 1 else group, row_counts=mplan.row_counts)
+        parts.append(finalise(run.accumulator))
+        runs.append(run)
+        if mplan.n_passes > 1:
+            run.accumulator = None  # free this pass's state before the next one
+    joined = runs[0] if len(runs) == 1 else ProbeRun(runs[-1].accumulator, sites, dims[0],
+                                                      runs[0].batch_indices, sum(r.seconds for r in runs))
+    return joined, (parts[0] if len(parts) == 1 else concat_layers(parts)), mplan
+
+
 def finish(prepared: PreparedProbe, run: ProbeRun, result: Any,
            shard: tuple[int, int] | None = None) -> ProbeResult:
     """Rows, plane table and metadata from the accumulator's ``result`` (a ``SoftEntropyResult``)."""
@@ -171,8 +221,9 @@ def analyze(
     prepared = prepare(model, corpus, config, tokenizer=tokenizer, sequence_values=sequence_values,
                        model_name=model_name, step=step, device=device, gguf_file=gguf_file,
                        trust_remote_code=trust_remote_code)
-    run = run_plan(prepared.plan, prepared.model, progress=progress, desc=prepared.name)
-    res = finish(prepared, run, run.accumulator.compute())
+    run, result, mplan = run_planned(prepared, progress=progress, device=device)
+    res = finish(prepared, run, result)
+    res.metadata["memory_plan"] = mplan.to_dict()
     if out is not None:
         res.save(out)
     return res

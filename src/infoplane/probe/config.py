@@ -20,7 +20,7 @@ import numpy as np
 from infoplane.estimators.calibration import CALIBRATION_METHODS
 from infoplane.probe.labels import check_orders, parse_label_set
 
-__all__ = ["ProbeConfig"]
+__all__ = ["ProbeConfig", "parse_bytes"]
 
 
 def _is_int(x: Any) -> bool:
@@ -37,6 +37,28 @@ def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"ProbeConfig.{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "t": 1000**4, "tb": 1000**4, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_bytes(value: Any, what: str = "memory budget") -> int:
+    """A positive number of bytes from an int or a string such as ``"12GiB"``, ``"500MB"``, ``"1e9"``."""
+    if _is_int(value) and int(value) >= 1:
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        num = text.rstrip("kmgtib")
+        unit = text[len(num):]
+        try:
+            n = float(num) * _UNITS[unit]
+        except (ValueError, KeyError):
+            n = float("nan")
+        if math.isfinite(n) and n >= 1:
+            return int(n)
+    raise ValueError(f"{what} must be a positive number of bytes (an int or a string like '12GiB', "
+                     f"'500MB'), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,11 @@ class ProbeConfig:
             layers at once: less accumulator time, memory for L hidden states of a batch.
         sequence_labels: per-text label fields of the corpus documents (e.g. ``("book",)``) whose MI with
             every hidden state is also measured (broadcast to every position of the text).
+        memory_budget: bytes the accumulator state and its scratch may use (an int, or a string such as
+            ``"12GiB"``/``"500MB"``); None = half of the memory available when the probe starts (free GPU
+            memory on CUDA). ``analyze`` plans layer groups in separate passes to stay within it and refuses
+            with a ValueError when one layer alone does not fit (:mod:`infoplane.estimators.memory`). It
+            never changes the results, so it is not part of a sweep's resume guard.
     """
 
     orders: tuple[int, ...] = (1, 2, 3)
@@ -78,6 +105,7 @@ class ProbeConfig:
     padding_side: str = "right"
     all_layers_update: bool = False
     sequence_labels: tuple[str, ...] = ()
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -124,6 +152,8 @@ class ProbeConfig:
         if len(set(names)) != len(names):
             raise ValueError(f"ProbeConfig.sequence_labels has duplicates: {list(names)}")
         put("sequence_labels", tuple(names))
+        if self.memory_budget is not None:
+            put("memory_budget", parse_bytes(self.memory_budget, "ProbeConfig.memory_budget"))
 
     @classmethod
     def resolve(cls, config: ProbeConfig | None) -> ProbeConfig:

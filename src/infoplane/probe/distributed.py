@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 
-from infoplane.probe.analyze import finish, prepare
+from infoplane.probe.analyze import finish, prepare, run_planned
 from infoplane.probe.config import ProbeConfig
 from infoplane.probe.result import ProbeResult
-from infoplane.probe.run import run_plan
 
 __all__ = ["shard_indices", "analyze_distributed"]
 
@@ -30,6 +29,20 @@ def shard_indices(n_items: int, rank: int, world_size: int) -> list[int]:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     return list(range(rank, n_items, world_size))
+
+
+def _agreed_budget(budget: int | None, device: Any, group: Any) -> int:
+    """``budget`` or the default (half the available memory), reduced to the minimum over the ranks."""
+    import torch.distributed as dist
+
+    from infoplane.estimators.memory import available_memory
+
+    mine = budget if budget is not None else available_memory(device)
+    t = torch.tensor([mine], dtype=torch.int64)
+    if dist.get_backend(group) == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=group)
+    return int(t.item())
 
 
 def analyze_distributed(
@@ -64,11 +77,17 @@ def analyze_distributed(
                        model_name=model_name, step=step, device=device, gguf_file=gguf_file,
                        trust_remote_code=trust_remote_code)
     indices = shard_indices(len(prepared.plan.batches), rank, world)
-    run = run_plan(prepared.plan, prepared.model, indices, progress=progress and rank == 0,
-                   desc=prepared.name)
-    # the sum over ranks goes into a temporary; this rank's accumulator keeps its own shard (idempotent)
-    result = finish(prepared, run, run.accumulator.compute(sync=True, group=group), shard=(rank, world))
+    budget = _agreed_budget(prepared.config.memory_budget, device, group)
+    # every rank plans with the whole plan's label rows and the same budget: the same passes everywhere
+    # (the syncs below are collectives), and room for the merged total each rank builds to compute
+    run, res, mplan = run_planned(
+        prepared, indices, progress=progress and rank == 0, device=device,
+        # the sum over ranks goes into a temporary; this rank's accumulator keeps its own shard (idempotent)
+        compute=lambda acc: acc.compute(sync=True, group=group),
+        budget_indices=list(range(len(prepared.plan.batches))), budget=budget)
+    result = finish(prepared, run, res, shard=(rank, world))
     result.metadata["world_size"] = world
+    result.metadata["memory_plan"] = mplan.to_dict()
     if out is not None and rank == 0:
         result.save(out)
     return result

@@ -63,6 +63,8 @@ def run_plan(
     progress: bool = True,
     desc: str = "probe",
     device: str | torch.device | None = None,
+    layers: Sequence[int] | None = None,
+    row_counts: dict[str, int] | None = None,
 ) -> ProbeRun:
     """Forward ``plan.batches`` (all, or those at ``indices``) through ``model``; hooks feed the accumulator.
 
@@ -74,6 +76,10 @@ def run_plan(
         accumulator: feed this accumulator instead of a new one from :func:`make_accumulator`.
         progress, desc: progress bar and its label.
         device: where inputs go (default: the device of the model's first parameter, else CPU).
+        layers: hidden-state indices (of :func:`find_hidden_sites`) to analyse, ascending; None = all. One
+            pass of a :class:`~infoplane.estimators.memory.MemoryPlan`: the accumulator tracks only these
+            (its layer ``j`` is hidden state ``layers[j]``) and the forward stops after the last of them.
+        row_counts: label rows per label set to reserve up front (exact state, no doubling growth).
 
     ``plan.config.all_layers_update=False``: every hook calls ``acc.update(z [N, d], labels, layer=l)`` and
     drops ``z`` (memory: one hidden state). ``True``: hooks copy ``z`` into an ``[L, N, d]`` buffer and the
@@ -86,11 +92,19 @@ def run_plan(
     if device is None:
         device = param.device if param is not None else torch.device("cpu")
     sites = find_hidden_sites(model)
+    if layers is not None:
+        sel = [int(i) for i in layers]
+        if not sel or sel != sorted(set(sel)) or not all(0 <= i < len(sites) for i in sel):
+            raise ValueError(f"layers must be distinct ascending hidden-state indices in [0, {len(sites)}), "
+                             f"got {list(layers)}")
+        sites = [sites[i] for i in sel]
     dims = hidden_dims(model, sites, device)
     if len(set(dims)) != 1:
         raise ValueError(f"hidden states have different widths {sorted(set(dims))}; "
                          "one accumulator needs one d")
     acc = accumulator if accumulator is not None else make_accumulator(plan.config, dims[0], len(dims))
+    if row_counts:
+        acc.reserve_rows(row_counts)
     n_hidden = len(sites)
     state: dict[str, Any] = {"prepared": None, "buf": None}
 

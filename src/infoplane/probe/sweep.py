@@ -13,8 +13,9 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from infoplane.io import atomic_write_csv, atomic_write_json, read_csv, read_jso
 from infoplane.plane import PLANE_COLUMNS, plane_table
 from infoplane.probe.analyze import analyze
 from infoplane.probe.config import ProbeConfig
+from infoplane.probe.integrity import check_checkpoint, weight_files, weights_sha256
 from infoplane.probe.models import is_native_checkpoint
 from infoplane.probe.plan import corpus_content_hash, is_token_input
 from infoplane.probe.result import RESULT_COLUMNS, ordered_columns
@@ -48,6 +50,8 @@ class SweepResult:
     plane: list[dict[str, Any]]
     metadata: dict[str, Any]
     computed: list[str]  # checkpoints analysed in this call (the rest were resumed from disk)
+    corrupt: list[dict[str, Any]] = field(default_factory=list)  # {name, path, step, reason}: skipped
+    duplicates: list[dict[str, Any]] = field(default_factory=list)  # {name, path, step, same_as}
 
 
 def _is_checkpoint(p: Path) -> bool:
@@ -116,10 +120,23 @@ def _tokenizer_id(tokenizer: Any) -> str | None:
 def _guard(config: ProbeConfig, corpus: Any, sequence_values: Any, tokenizer: Any) -> dict[str, Any]:
     """What a resumed sweep must share with the one on disk: every probe setting, the corpus *content*
     (never its type or name: two in-memory corpora with different texts differ) and the tokenizer."""
-    guard = {"config": config.to_dict(), "corpus_sha256": corpus_content_hash(corpus, sequence_values),
+    settings = {k: v for k, v in config.to_dict().items() if k != "memory_budget"}  # never changes results
+    guard = {"config": settings, "corpus_sha256": corpus_content_hash(corpus, sequence_values),
              "tokenizer": _tokenizer_id(tokenizer)}
     guard["hash"] = hashlib.sha256(json.dumps(guard, sort_keys=True, default=str).encode()).hexdigest()
     return guard
+
+
+def _cached_sha256(path: Path, cache: dict[str, Any]) -> str:
+    """:func:`weights_sha256` of a checkpoint, reused from ``cache`` while its weight files keep their
+    sizes and modification times (a sweep's resume does not re-read every checkpoint)."""
+    stamp = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in weight_files(path)]
+    hit = cache.get(str(path))
+    if isinstance(hit, dict) and hit.get("stamp") == stamp:
+        return str(hit["sha256"])
+    sha = weights_sha256(path)
+    cache[str(path)] = {"stamp": stamp, "sha256": sha}
+    return sha
 
 
 def _reusable(corpus: Any) -> Any:
@@ -143,6 +160,7 @@ def sweep(
     progress: bool = True,
     device: str | Any = "cpu",
     analyze_fn: Callable[..., Any] | None = None,
+    strict: bool = False,
 ) -> SweepResult:
     """Analyse every checkpoint with the same settings and concatenate the rows into one trajectory table.
 
@@ -157,6 +175,15 @@ def sweep(
             recomputes everything.
         progress, device: progress bar; device of each loaded checkpoint.
         analyze_fn: replaces :func:`analyze` (tests, custom runners); called like it.
+        strict: a corrupt checkpoint fails the sweep (ValueError naming its path) instead of being skipped.
+
+    Integrity: every checkpoint is checked before it is analysed (:func:`infoplane.probe.integrity.
+    check_checkpoint`: recorded checksums when present, else the weight files' structure); a corrupt one is
+    reported (warning, ``SweepResult.corrupt``, ``sweep.json``) with its path and skipped, never mixed in.
+    Checkpoints whose weights hash identically (:func:`~infoplane.probe.integrity.weights_sha256`) are
+    analysed once: the later ones are reported in ``SweepResult.duplicates`` and get the first one's rows
+    under their own name and step. A resumed checkpoint whose weights changed since it was analysed is
+    recomputed.
     """
     config = ProbeConfig.resolve(config)
     ckpts = list_checkpoints(checkpoints)
@@ -180,11 +207,31 @@ def sweep(
     rows: list[dict[str, Any]] = []
     computed: list[str] = []
     metas: dict[str, Any] = {}
+    corrupt: list[dict[str, Any]] = []
+    duplicates: list[dict[str, Any]] = []
+    first_with: dict[str, tuple[Checkpoint, list[dict[str, Any]]]] = {}  # weights SHA-256 -> first
+    hash_path = out_dir / "weights_sha256.json"
+    hashes = read_json(hash_path) if hash_path.is_file() else {}
     for c in ckpts:
         csv_path, meta_path = per_dir / f"{c.name}.csv", per_dir / f"{c.name}.json"
-        if resume and csv_path.is_file():
+        why = check_checkpoint(c.path)
+        if why is not None:
+            if strict:
+                raise ValueError(f"corrupt checkpoint {str(c.path)!r} (strict sweep): {why}")
+            warnings.warn(f"skipping corrupt checkpoint {str(c.path)!r}: {why}", stacklevel=2)
+            corrupt.append({"name": c.name, "path": str(c.path), "step": c.step, "reason": why})
+            continue
+        sha = _cached_sha256(c.path, hashes)
+        if sha in first_with:
+            first, first_rows = first_with[sha]
+            duplicates.append({"name": c.name, "path": str(c.path), "step": c.step, "same_as": first.name,
+                               "weights_sha256": sha})
+            rows.extend({**r, "model": c.name, "step": c.step} for r in first_rows)
+            continue
+        old_meta = read_json(meta_path) if resume and csv_path.is_file() and meta_path.is_file() else None
+        if resume and csv_path.is_file() and (old_meta or {}).get("weights_sha256", sha) == sha:
             part = read_csv(csv_path)
-            metas[c.name] = read_json(meta_path) if meta_path.is_file() else {}
+            metas[c.name] = old_meta or {}
         else:
             res = fn(str(c.path), corpus, config, tokenizer=tokenizer, sequence_values=sequence_values,
                      model_name=c.name, step=c.step, device=device, progress=progress)
@@ -193,11 +240,16 @@ def sweep(
             atomic_write_json(meta_path, res.metadata)
             atomic_write_csv(csv_path, part, ordered_columns(part, RESULT_COLUMNS))  # written last = "done"
             computed.append(c.name)
+        first_with[sha] = (c, part)
         rows.extend(part)
+    atomic_write_json(hash_path, hashes)
+    if not first_with:
+        raise ValueError(f"every checkpoint of the sweep is corrupt: {[d['path'] for d in corrupt]}")
     plane = plane_table(rows)
     metadata = {"checkpoints": [{"name": c.name, "path": str(c.path), "step": c.step} for c in ckpts],
-                "settings": settings, "corpus_sha256": guard["corpus_sha256"], "per_checkpoint": metas}
+                "settings": settings, "corpus_sha256": guard["corpus_sha256"], "per_checkpoint": metas,
+                "corrupt": corrupt, "duplicates": duplicates}
     atomic_write_csv(out_dir / "sweep.csv", rows, ordered_columns(rows, RESULT_COLUMNS))
     atomic_write_csv(out_dir / "sweep_plane.csv", plane, ordered_columns(plane, PLANE_COLUMNS))
     atomic_write_json(out_dir / "sweep.json", metadata)
-    return SweepResult(rows, plane, metadata, computed)
+    return SweepResult(rows, plane, metadata, computed, corrupt, duplicates)
