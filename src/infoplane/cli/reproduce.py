@@ -1,6 +1,10 @@
 """``infoplane reproduce``: run the reproduction experiments and build the self-contained report.
 
-    infoplane reproduce [--quick] [--only N ...] [--jobs J] [--force] [--set EXP.FIELD=JSON ...] --out DIR
+    infoplane reproduce [--scale quick|demo|full] [--only N ...] [--jobs J] [--force] [--set EXP.FIELD=JSON]
+                        --out DIR
+
+Scale tiers: ``quick`` (CI, a few minutes), ``demo`` (what ``make demo`` runs; at most 20 minutes on 2 cores),
+``full`` (every experiment, >= 8 independent seeds per headline claim; about an hour on 2 cores, resumable).
 
 The experiments run through :func:`infoplane.experiments.runner.run_experiments` (dependency order from the
 registry, worker processes, resume by done-markers); then :func:`infoplane.report.build.build_report` writes
@@ -42,7 +46,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def reproduce(out: str | os.PathLike, size: str = "full", *, only: Sequence[int | str] | None = None,
+def reproduce(out: str | os.PathLike, size: str = "demo", *, only: Sequence[int | str] | None = None,
               jobs: int = 1, force: bool = False,
               overrides: Mapping[str | int, Mapping[str, Any]] | None = None,
               threads: int = 1, quiet: bool = False) -> dict[str, Any]:
@@ -74,7 +78,7 @@ def _cmd(args: argparse.Namespace) -> int:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    size = "quick" if args.quick else "full"
+    size = "quick" if args.quick else args.scale
     manifest = reproduce(args.out, size, only=args.only, jobs=args.jobs, force=args.force,
                          overrides=parse_overrides(args.set), threads=args.threads, quiet=args.quiet)
     return 1 if manifest["failed"] else 0
@@ -87,7 +91,10 @@ def register(subparsers: Any) -> None:
         description="Run the reproduction experiments (resumable) and build a self-contained HTML report "
                     "whose claims table has verdicts computed from the results.")
     p.add_argument("--out", required=True, help="output directory (results/, figures/, runs/, report.html)")
-    p.add_argument("--quick", action="store_true", help="small sizes (CI; a few minutes in total)")
+    p.add_argument("--scale", choices=["quick", "demo", "full"], default="demo",
+                   help="tier: quick (CI, minutes), demo (make demo, <= 20 min on 2 cores), full (>= 8 seeds "
+                        "per headline claim, resumable)")
+    p.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # alias of --scale quick
     p.add_argument("--only", nargs="+", metavar="N",
                    help="experiments to run, by number or name (default: all)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),

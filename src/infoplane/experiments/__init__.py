@@ -18,9 +18,9 @@ processes; :mod:`~infoplane.experiments.common` holds the resumable single run a
 :mod:`~infoplane.experiments.claims` turns their numbers into verdicts. ``infoplane reproduce`` drives all.
 """
 
-from infoplane.experiments.claims import CLAIMS, evaluate_claims, verdict
+from infoplane.experiments.claims import CLAIMS, evaluate_claims
 from infoplane.experiments.common import config_hash, run_experiment
 from infoplane.experiments.registry import EXPERIMENTS, ExperimentSpec, get, make_config, register, unregister
 
 __all__ = ["CLAIMS", "EXPERIMENTS", "ExperimentSpec", "config_hash", "evaluate_claims", "get", "make_config",
-           "register", "run_experiment", "unregister", "verdict"]
+           "register", "run_experiment", "unregister"]

@@ -1,41 +1,30 @@
-"""The papers' claims, their numbers, and the rule that turns measured per-seed values into a verdict.
+"""The papers' claims, their numbers, and their verdicts through the verdict engine (:mod:`infoplane.stats`).
 
-Verdicts are computed from results files, never typed in. The rule (:func:`verdict`):
-
-* effect ``d`` = mean(treatment) - mean(baseline) (paired per seed when both arms share seeds, then
-  d = mean of per-seed differences), or mean(values) - null for a one-sample claim;
-* its standard error ``se`` = std(per-seed differences)/sqrt(n) (paired) or sqrt(se_t^2 + se_b^2) (unpaired);
-* signed effect ``s = d`` for a claimed increase and ``-d`` for a claimed decrease;
-* **holds** if ``s > z * se`` (claimed direction, beyond ``z`` = 2 standard errors),
-  **does not hold** if ``s < -z * se`` (opposite direction beyond noise),
-  **inconclusive** otherwise, or when fewer than 2 seeds per arm make the spread unknown, or values are
-  missing / non-finite.
-
-The verdict judges the *direction* beyond seed noise; the magnitude is reported beside it as the relative
-change ``d / |mean(baseline)|`` against the paper's number (our runs are orders of magnitude smaller).
+Verdicts are computed from results files, never typed in. Each experiment records, per claim, its
+per-replicate measurements under ``summary["claims"][id]``: ``treatment`` (list), ``baseline`` (list in the
+same seed order, or None for a one-sample claim against ``null``), ``seeds``, ``unit``, ``scale``, labels, a
+``note``, and the ``preconditions`` it declared *before* looking at the effect (``[{"name", "passed",
+"detail"}]``). Replicates are independent training runs (seeds) or independent text samples -- never layers,
+never runs sharing a training prefix for a shape claim. :func:`evaluate_claims` turns them into
+:class:`infoplane.stats.Claim` objects with the
+tier's minimum number of replicates and calls :func:`infoplane.stats.evaluate` once for the whole report (Holm
+across its claims). Rule: :data:`RULE_TEXT`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
+from infoplane.stats import Claim, Precondition, evaluate
+from infoplane.stats.verdicts import RULE_TEXT, VERDICTS
 
-__all__ = ["ClaimSpec", "CLAIMS", "RULE_TEXT", "verdict", "evaluate_claims", "VERDICTS"]
+__all__ = ["ClaimSpec", "CLAIMS", "RULE_TEXT", "evaluate_claims", "VERDICTS", "MIN_SEEDS", "TIERS"]
 
-VERDICTS = ("holds", "does not hold", "inconclusive")
-
-RULE_TEXT = (
-    "Effect d = mean(treatment) - mean(baseline), paired per seed when the arms share seeds "
-    "(else Welch-style SE = sqrt(se_t^2 + se_b^2)); for one-sample claims d = mean(values) - null. "
-    "Signed effect s = d for a claimed increase, -d for a claimed decrease. Verdict: 'holds' if s > 2 SE, "
-    "'does not hold' if s < -2 SE, otherwise 'inconclusive' (also when fewer than 2 seeds per arm or "
-    "non-finite values). The verdict judges the direction beyond seed noise; the relative change "
-    "d/|baseline| is shown next to the paper's number."
-)
+TIERS = ("quick", "demo", "full")
+# minimum independent replicates per claim in each tier (the full tier's headline claims need >= 8)
+MIN_SEEDS = {"quick": 2, "demo": 3, "full": 8}
 
 
 @dataclass(frozen=True)
@@ -48,6 +37,7 @@ class ClaimSpec:
         paper: short citation. statement: the claim in words. metric: what we measure.
         direction: "increase" or "decrease" (of the metric, treatment vs baseline / vs null).
         paper_value: the paper's number as text. paper_relative: the same as a relative change (or None).
+        elsewhere: the same claim measured by someone else at a larger scale (text with its citation), or "".
     """
 
     id: str
@@ -58,10 +48,13 @@ class ClaimSpec:
     direction: str
     paper_value: str
     paper_relative: float | None = None
+    elsewhere: str = ""
 
 
 _YU = "Yu 2025 (arXiv:2505.08727)"
 _CONKLIN = "Conklin et al. 2026 (arXiv:2604.07569)"
+_MOD_GPT = ("reference repository's later notes (fangyuan-ksgk/mod_gpt), GPT-2 small on FineWeb-10B, "
+            "1750 steps: ")
 
 CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("cycles", "cycles", _YU,
@@ -70,9 +63,12 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               "sign changes of the smoothed layer-mean cosine per run (MBE vs Frobenius control)",
               "increase", "oscillation (no number)"),
     ClaimSpec("gapt_mbe", "lm_gapt", _YU, "GAPT lowers layer-mean MBE vs CE-only baseline.",
-              "held-out layer-mean MBE (nats), GAPT vs baseline", "decrease", "-50%", -0.50),
+              "held-out layer-mean MBE (nats), GAPT vs baseline", "decrease", "-50%", -0.50,
+              _MOD_GPT + "MBE 0.56 (GAPT, lambda 1) and 0.31 (lambda 5) vs 0.45 (baseline)"),
     ClaimSpec("gapt_ce", "lm_gapt", _YU, "GAPT lowers held-out cross-entropy vs CE-only baseline.",
-              "held-out CE (nats/token), GAPT vs baseline", "decrease", "-4.8%", -0.048),
+              "held-out CE (nats/token), GAPT vs baseline", "decrease", "-4.8%", -0.048,
+              _MOD_GPT + "CE 3.24 (GAPT, lambda 1), 3.18 (lambda 5) vs 3.18 (baseline); fixed-weight MBE "
+              "regularisation 3.31-3.47: the -4.8% did not reproduce there"),
     ClaimSpec("arith_ood", "arithmetic", _YU,
               "GAPT improves OOD generalisation on multiplication (longer operands).",
               "OOD masked answer-token CE (nats), GAPT vs baseline "
@@ -90,91 +86,37 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               "L1 loss on the old task after fine-tuning, GAPT vs baseline", "decrease", "(qualitative)"),
     ClaimSpec("plane_compression", "plane_over_training", _CONKLIN,
               "Training shows fitting then compression: complexity I(X;Z) rises, then falls.",
-              "per run: min(rise, fall) of layer-mean token complexity (rise = peak-first, fall = peak-last)",
+              "per independent run: min(rise, fall) of layer-mean null-corrected token complexity",
               "increase", "expansion then compression (no number)"),
     ClaimSpec("plane_gapt_bound", "plane_over_training", "our question (GAPT x information plane)",
               "GAPT ends closer to the bound I(X;Z) = I(Y;Z) than the baseline.",
-              "final distance I(X;Z)-I(Y;Z) (token level, layer mean), GAPT vs baseline", "decrease",
-              "(no paper number)"),
+              "final distance I(X;Z)-I(Y;Z) above the null (token level, layer mean), GAPT vs baseline",
+              "decrease", "(no paper number)"),
     ClaimSpec("pretrained_optimality", "pretrained", _CONKLIN,
               "In a trained LM, optimality I(Y;Z)/I(X;Z) rises with n-gram order (back-off levels).",
-              "per layer: optimality(n=2) - optimality(n=1), SmolLM2-135M on KJV", "increase",
-              "higher orders: higher optimality"),
+              "per independent text sample: layer-mean null-corrected optimality(n=2) - optimality(n=1), "
+              "SmolLM2-135M on KJV", "increase", "higher orders: higher optimality"),
 )
 
 
-def _finite(values: Sequence[float] | None) -> np.ndarray:
-    if values is None:
-        return np.zeros(0)
-    v = np.asarray([float(x) for x in values], dtype=np.float64)
-    return v
+def _preconditions(meas: Mapping[str, Any]) -> list[Precondition]:
+    out = []
+    for p in meas.get("preconditions", []) or []:
+        out.append(Precondition(str(p["name"]), bool(p["passed"]), str(p.get("detail", ""))))
+    return out
 
 
-def verdict(treatment: Sequence[float], baseline: Sequence[float] | None, direction: str,
-            paired: bool = False, null: float = 0.0, z: float = 2.0) -> dict[str, Any]:
-    """Verdict of one claim from per-seed values (see module docstring for the rule).
+def evaluate_claims(summaries: Mapping[str, Mapping[str, Any]], claims: Sequence[ClaimSpec] = CLAIMS, *,
+                    tier: str = "demo", seed: int = 0) -> list[dict[str, Any]]:
+    """One row per claim: spec, measurement and verdict (Holm across the claims that ran).
 
-    Args:
-        treatment: per-seed metric of the treatment arm (e.g. GAPT), or the values of a one-sample claim.
-        baseline: per-seed metric of the baseline arm, or None for a one-sample test against ``null``.
-        direction: "increase" or "decrease" (claimed change of the metric).
-        paired: arms share seeds in the same order (then per-seed differences are used).
-        z: number of standard errors the effect must exceed.
-
-    Returns a dict: verdict, effect (d), se, signed_effect, relative_change, n_treatment, n_baseline,
-    treatment_mean, baseline_mean, reason.
+    ``summaries[exp]["claims"][id]`` holds the measurement (module docstring). Claims whose experiment did not
+    run or was skipped get verdict "not run" with the reason and take no part in the Holm family.
     """
-    if direction not in ("increase", "decrease"):
-        raise ValueError(f"direction must be 'increase' or 'decrease', got {direction!r}")
-    t = _finite(treatment)
-    b = _finite(baseline) if baseline is not None else None
-    out: dict[str, Any] = {"n_treatment": int(t.size), "n_baseline": int(b.size) if b is not None else 0,
-                           "treatment_mean": float(t.mean()) if t.size else float("nan"),
-                           "baseline_mean": float(b.mean()) if b is not None and b.size else float("nan"),
-                           "effect": float("nan"), "se": float("nan"), "signed_effect": float("nan"),
-                           "relative_change": float("nan")}
-    sign = 1.0 if direction == "increase" else -1.0
-    if t.size == 0 or not np.all(np.isfinite(t)) or (b is not None and (b.size == 0 or
-                                                                         not np.all(np.isfinite(b)))):
-        return {**out, "verdict": "inconclusive", "reason": "missing or non-finite values"}
-    if b is None:
-        d = float(t.mean()) - null
-        se = float(t.std(ddof=1) / math.sqrt(t.size)) if t.size > 1 else float("nan")
-        rel = float("nan")
-    elif paired:
-        if t.size != b.size:
-            raise ValueError(f"paired arms need equal seed counts, got {t.size} and {b.size}")
-        diff = t - b
-        d = float(diff.mean())
-        se = float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else float("nan")
-        rel = d / abs(float(b.mean())) if float(b.mean()) != 0 else float("nan")
-    else:
-        d = float(t.mean() - b.mean())
-        if t.size > 1 and b.size > 1:
-            se = math.sqrt(float(t.var(ddof=1)) / t.size + float(b.var(ddof=1)) / b.size)
-        else:
-            se = float("nan")
-        rel = d / abs(float(b.mean())) if float(b.mean()) != 0 else float("nan")
-    s = sign * d
-    out.update({"effect": d, "se": se, "signed_effect": s, "relative_change": rel})
-    if not math.isfinite(se):
-        return {**out, "verdict": "inconclusive", "reason": "fewer than 2 seeds: spread unknown"}
-    if s > z * se:
-        return {**out, "verdict": "holds", "reason": f"effect in the claimed direction beyond {z:g} SE"}
-    if s < -z * se:
-        return {**out, "verdict": "does not hold", "reason": f"effect opposite to the claim beyond {z:g} SE"}
-    return {**out, "verdict": "inconclusive", "reason": f"effect within {z:g} SE of zero"}
-
-
-def evaluate_claims(summaries: Mapping[str, Mapping[str, Any]],
-                    claims: Sequence[ClaimSpec] = CLAIMS) -> list[dict[str, Any]]:
-    """One row per claim: spec, measurement (from ``summaries[exp]["claims"][id]``) and computed verdict.
-
-    A measurement dict holds ``treatment`` (list), ``baseline`` (list or None), ``paired`` (bool), optional
-    ``null``, ``unit``, ``scale``, ``treatment_label``, ``baseline_label``, ``note``. Claims whose experiment
-    did not run or was skipped get verdict "not run" and the reason.
-    """
-    rows = []
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
+    rows: list[dict[str, Any]] = []
+    tested: list[tuple[int, Claim, Mapping[str, Any]]] = []
     for spec in claims:
         row: dict[str, Any] = asdict(spec)
         summ = summaries.get(spec.experiment)
@@ -182,17 +124,31 @@ def evaluate_claims(summaries: Mapping[str, Mapping[str, Any]],
         if summ is None or summ.get("skipped_reason") or meas is None:
             reason = (summ or {}).get("skipped_reason") or (
                 "experiment not run" if summ is None else "no measurement recorded")
-            row.update({"verdict": "not run", "reason": reason, "n_treatment": 0, "n_baseline": 0})
+            row.update({"verdict": "not run", "reason": reason, "n": 0, "tier": tier})
             rows.append(row)
             continue
-        v = verdict(meas.get("treatment", []), meas.get("baseline"), spec.direction,
-                    paired=bool(meas.get("paired", False)), null=float(meas.get("null", 0.0)))
-        row.update(v)
-        for key in ("unit", "scale", "treatment_label", "baseline_label", "note"):
+        treatment = [float(x) for x in meas.get("treatment", [])]
+        baseline = meas.get("baseline")
+        seeds = meas.get("seeds") or ()
+        claim = Claim(id=spec.id, description=spec.statement, paper_value=spec.paper_value,
+                      direction=spec.direction, treatment=treatment,
+                      baseline=[float(x) for x in baseline] if baseline is not None else None,
+                      null=float(meas.get("null", 0.0)), seeds=seeds if len(seeds) == len(treatment) else (),
+                      tier=tier, min_seeds=MIN_SEEDS[tier], preconditions=_preconditions(meas),
+                      unit=str(meas.get("unit", "")))
+        for key in ("unit", "scale", "treatment_label", "baseline_label", "note", "replicates"):
             row[key] = meas.get(key, "")
-        row["paired"] = bool(meas.get("paired", False))
+        row["treatment"] = treatment
+        row["baseline"] = list(baseline) if baseline is not None else None
         row["null"] = float(meas.get("null", 0.0))
-        row["treatment"] = list(meas.get("treatment", []))
-        row["baseline"] = list(meas["baseline"]) if meas.get("baseline") is not None else None
+        tested.append((len(rows), claim, meas))
         rows.append(row)
+    results = evaluate([c for _, c, _ in tested], seed=seed)
+    for (i, claim, _), res in zip(tested, results):
+        d = res.to_dict()
+        d.pop("description", None)
+        rows[i].update(d)
+        t, b = claim.treatment, claim.baseline
+        rows[i]["treatment_mean"] = sum(t) / len(t) if t else float("nan")
+        rows[i]["baseline_mean"] = (sum(b) / len(b)) if b else None
     return rows

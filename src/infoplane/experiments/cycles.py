@@ -55,8 +55,12 @@ class CyclesConfig:
         return cls(seeds=(0, 1), steps=120, align_every=5, smooth=3)
 
     @classmethod
-    def full(cls) -> CyclesConfig:
+    def demo(cls) -> CyclesConfig:
         return cls()
+
+    @classmethod
+    def full(cls) -> CyclesConfig:
+        return cls(seeds=tuple(range(8)))
 
 
 def smooth_series(y: np.ndarray, k: int) -> np.ndarray:
@@ -136,7 +140,8 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
                                          block_size=cfg.block_size),
                          objective=ObjectiveConfig(kind="ce", patch_size=cfg.patch_size, log_mbe=False),
                          steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         warmup_steps=cfg.warmup_steps, eval_every=0, eval_batches=4, checkpoint_steps="final",
+                         warmup_steps=cfg.warmup_steps, eval_every=0, eval_batches=4,
+                         checkpoint_steps="final",
                          seed=seed, out_dir=str(fresh_dir(paths.runs / f"seed{seed}")), progress=False)
         probe = AlignmentProbe(xb, yb, cfg.align_every, cfg.patch_size)
         res = Trainer(tc, splits=splits, tokenizer=tok, callbacks=[probe]).run()
@@ -168,7 +173,8 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
              f"{cfg.align_every} steps on a fixed batch of {cfg.align_batch}x{cfg.block_size} tokens "
              f"({n_points} points/run, smoothing {cfg.smooth}), {len(cfg.seeds)} seeds")
     claims = {"cycles": {"treatment": col("mbe", "sign_changes"), "baseline": col("frob", "sign_changes"),
-                         "paired": True, "unit": "sign changes", "scale": scale,
+                         "paired": True, "seeds": list(cfg.seeds),
+                         "replicates": "independent training seeds", "unit": "sign changes", "scale": scale,
                          "treatment_label": "cos(grad CE, grad MBE)",
                          "baseline_label": "cos(grad CE, grad Frobenius)"}}
     return {"title": "Emergent memorization-compression cycles", "stats": stats, "per_layer": per_layer,

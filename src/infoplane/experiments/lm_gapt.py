@@ -68,8 +68,12 @@ class LMGaptConfig:
                                "tau_mbe": 0.01, "spike_tol": 0.1, "ema": 0.8})
 
     @classmethod
-    def full(cls) -> LMGaptConfig:
+    def demo(cls) -> LMGaptConfig:
         return cls()
+
+    @classmethod
+    def full(cls) -> LMGaptConfig:
+        return cls(seeds=tuple(range(8)))
 
 
 def run_dir(paths: ExperimentPaths, arm: str, seed: int):
@@ -86,7 +90,8 @@ def train_config(cfg: LMGaptConfig, arm: str, seed: int, out_dir) -> Any:
 
     return TrainConfig(
         corpus="kjv", tokenizer=cfg.tokenizer, val_fraction=cfg.val_fraction,
-        model=GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model, block_size=cfg.block_size),
+        model=GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model,
+                        block_size=cfg.block_size),
         objective=ObjectiveConfig(kind=_OBJECTIVE[arm], mbe_weight=cfg.mbe_weight, patch_size=cfg.patch_size,
                                   layers=cfg.mbe_layers),
         controller=PhaseControllerConfig.from_dict(cfg.controller), steps=cfg.steps,
@@ -166,10 +171,17 @@ def run(cfg: LMGaptConfig, paths: ExperimentPaths, log: Progress) -> dict:
              f"{cfg.tokenizer}, {len(cfg.seeds)} seeds")
     claims = {}
     if "gapt" in cfg.arms and "baseline" in cfg.arms:
+        # declared precondition: both arms saw the same CE tokens (the paper's baseline did not)
+        tok_g, tok_b = col("gapt", "tokens"), col("baseline", "tokens")
+        equal = tok_g == tok_b
+        pre = [{"name": "equal_ce_tokens", "passed": equal,
+                "detail": "GAPT and baseline saw the same CE tokens per seed" if equal else
+                f"CE tokens differ: GAPT {tok_g} vs baseline {tok_b}"}]
         for cid, key, unit in (("gapt_mbe", "val_mbe_mean", "nats"), ("gapt_ce", "val_ce", "nats/token")):
             claims[cid] = {"treatment": col("gapt", key), "baseline": col("baseline", key), "paired": True,
-                           "unit": unit, "scale": scale, "treatment_label": "GAPT",
-                           "baseline_label": "baseline"}
+                           "seeds": [r["seed"] for r in results if r["arm"] == "gapt"], "preconditions": pre,
+                           "replicates": "independent training seeds", "unit": unit, "scale": scale,
+                           "treatment_label": "GAPT", "baseline_label": "baseline"}
     return {"title": "GAPT vs baseline language model", "stats": stats, "claims": claims, "scale": scale,
             "runs": [{"arm": r["arm"], "seed": r["seed"], "run_dir": r["run_dir"]} for r in results],
             "tables": [paths.table("runs").name, paths.table("curves").name]}

@@ -214,14 +214,20 @@ def order(specs: Sequence[ExperimentSpec]) -> list[ExperimentSpec]:
     return out
 
 
+SIZES = ("quick", "demo", "full", "tiny")
+
+
 def make_config(spec: ExperimentSpec, size: str, overrides: dict[str, Any] | None = None) -> Any:
-    """``quick`` / ``full`` config of ``spec`` with optional field overrides (e.g. from a test or ``--set``).
+    """The ``quick`` / ``demo`` / ``full`` tier config of ``spec`` with optional field overrides (e.g. from a
+    test or ``--set``). Tiers: ``quick`` (CI, minutes), ``demo`` (``make demo``, <= 20 min on 2 cores),
+    ``full`` (every experiment within about 3 h on 2 cores, >= 8 independent seeds per headline claim);
+    ``tiny`` falls back to ``quick`` where a module defines none.
 
     A field of a nested config dataclass is reached with a dotted key (``{"probe.max_tokens": 256}``) or a
     dict value (``{"probe": {"max_tokens": 256}}``). An unknown field is a ValueError naming the valid ones.
     """
-    if size not in ("quick", "full", "tiny"):
-        raise ValueError(f"size must be 'quick', 'full' or 'tiny', got {size!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     cls = spec.config_type()
     factory = getattr(cls, size, None)
     if factory is None:  # 'tiny' falls back to quick

@@ -25,11 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infoplane.experiments.registry import ExperimentSpec, get, make_config, order, resolve
+from infoplane.experiments.registry import SIZES, ExperimentSpec, get, make_config, order, resolve
 
 __all__ = ["run_experiments", "configs", "SIZES"]
 
-SIZES = ("quick", "full", "tiny")
 
 
 def configs(specs: Sequence[ExperimentSpec], size: str,
@@ -155,7 +154,7 @@ def run_experiments(out: str | os.PathLike, size: str = "full", *, only: Sequenc
 
     Args:
         out: output directory (``results/``, ``runs/``, ``figures/``, ``report.html``).
-        size: ``"quick"`` (minutes, CI), ``"full"`` or ``"tiny"`` (falls back to quick where undefined).
+        size: the tier, ``"quick"`` (minutes, CI), ``"demo"``, ``"full"``, or ``"tiny"`` (tests).
         only: experiments by number or name (default: all registered).
         jobs: parallel worker processes (1 = inline, no subprocess).
         force: rerun experiments even when a finished result exists.

@@ -23,8 +23,14 @@ from infoplane.report.html import Section, check_self_contained, esc, figure, fm
 
 __all__ = ["build_report", "load_summaries", "describe"]
 
-CLAIM_COLUMNS = ["claim", "paper", "paper_value", "measured", "relative_change", "n", "scale", "verdict",
-                 "reason"]
+CLAIM_COLUMNS = ["claim", "paper", "paper_value", "measured", "effect_ci", "relative_ci", "p", "n", "tier",
+                 "preconditions", "verdict", "reason", "elsewhere"]
+CLAIM_HEADERS = {
+    "claim": "claim", "paper": "source", "paper_value": "paper's number", "measured": "measured (ours)",
+    "effect_ci": "effect [95% CI]", "relative_ci": "relative [95% CI]", "p": "p (raw / Holm)",
+    "n": "replicates", "tier": "tier", "preconditions": "preconditions", "verdict": "verdict",
+    "reason": "why", "elsewhere": "measured elsewhere at larger scale"}
+TIER_OF_SIZE = {"quick": "quick", "tiny": "quick", "demo": "demo", "full": "full"}
 
 
 def load_summaries(root: str | Path) -> dict[str, dict[str, Any]]:
@@ -38,28 +44,40 @@ def load_summaries(root: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _pct(x: Any) -> str:
+    return f"{100 * x:+.1f}%" if isinstance(x, float) and math.isfinite(x) else "\u2013"
+
+
+def _p(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, float) and math.isfinite(x) else "\u2013"
+
+
 def _claim_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Display rows of the claims table (numbers formatted; every figure comes from ``claims``)."""
     rows = []
     for c in claims:
+        base = {"claim": c["statement"], "paper": c["paper"], "paper_value": c["paper_value"],
+                "verdict": c["verdict"], "reason": c["reason"], "elsewhere": c.get("elsewhere", ""),
+                "metric": c["metric"], "id": c["id"], "tier": c.get("tier", "")}
         if c["verdict"] == "not run":
-            measured, rel, n = "\u2013", None, 0
+            rows.append({**base, "measured": "\u2013", "effect_ci": "\u2013", "relative_ci": "\u2013",
+                         "p": "\u2013", "n": 0, "preconditions": "\u2013"})
+            continue
+        t_lab, b_lab = c.get("treatment_label") or "treatment", c.get("baseline_label") or "baseline"
+        unit = f" {c['unit']}" if c.get("unit") else ""
+        if c.get("baseline") is None:
+            measured = f"{t_lab}: mean {fmt(c['treatment_mean'])}{unit} vs {fmt(c.get('null', 0.0))}"
         else:
-            t_lab, b_lab = c.get("treatment_label") or "treatment", c.get("baseline_label") or "baseline"
-            unit = f" {c['unit']}" if c.get("unit") else ""
-            if c.get("baseline") is None:
-                measured = (f"{t_lab}: mean {fmt(c['treatment_mean'])}{unit} (effect {fmt(c['effect'])} "
-                            f"\u00b1 {fmt(c['se'])} SE vs 0)")
-            else:
-                measured = (f"{t_lab} {fmt(c['treatment_mean'])} vs {b_lab} {fmt(c['baseline_mean'])}{unit}; "
-                            f"difference {fmt(c['effect'])} \u00b1 {fmt(c['se'])} SE")
-            rel = c.get("relative_change")
-            n = c["n_treatment"]
-        rows.append({"claim": c["statement"], "paper": c["paper"], "paper_value": c["paper_value"],
-                     "measured": measured,
-                     "relative_change": (f"{100 * rel:+.1f}%" if isinstance(rel, float) and math.isfinite(rel)
-                                         else "\u2013"),
-                     "n": n, "scale": c.get("scale", ""), "verdict": c["verdict"], "reason": c["reason"],
-                     "metric": c["metric"], "id": c["id"]})
+            measured = f"{t_lab} {fmt(c['treatment_mean'])} vs {b_lab} {fmt(c['baseline_mean'])}{unit}"
+        pre = c.get("preconditions", [])
+        failed = [p["name"] for p in pre if not p["passed"]]
+        rows.append({**base, "measured": measured,
+                     "effect_ci": f"{fmt(c.get('effect'))} [{fmt(c.get('ci_low'))}, {fmt(c.get('ci_high'))}]",
+                     "relative_ci": (f"{_pct(c.get('relative'))} [{_pct(c.get('relative_ci_low'))}, "
+                                     f"{_pct(c.get('relative_ci_high'))}]"),
+                     "p": f"{_p(c.get('p_raw'))} / {_p(c.get('p_holm'))}", "n": c.get("n", 0),
+                     "preconditions": ("failed: " + ", ".join(failed)) if failed else
+                     f"{len(pre)} checked, all passed"})
     return rows
 
 
@@ -78,19 +96,17 @@ def build_report(root: str | Path, title: str = "infoplane: reproduction report"
     root = Path(root)
     results, figs = root / "results", root / "figures"
     summaries = load_summaries(root)
-    claims = evaluate_claims(summaries, CLAIMS)
-    rows = _claim_rows(claims)
-    atomic_write_csv(results / "claims.csv", rows)
-    atomic_write_json(results / "claims.json", {"rule": RULE_TEXT, "claims": claims})
     manifest_path = results / "run_manifest.json"
     manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    tier = TIER_OF_SIZE.get(str(manifest.get("size", "demo")), "demo")
+    claims = evaluate_claims(summaries, CLAIMS, tier=tier)
+    rows = _claim_rows(claims)
+    atomic_write_csv(results / "claims.csv", rows)
+    atomic_write_json(results / "claims.json", {"rule": RULE_TEXT, "tier": tier, "claims": claims})
 
     sections = []
     sec = Section("Claims and verdicts", "claims")
-    sec.add(table(rows, CLAIM_COLUMNS, headers={
-        "claim": "claim", "paper": "source", "paper_value": "paper's number", "measured": "measured (ours)",
-        "relative_change": "relative change", "n": "seeds / n", "scale": "our scale", "verdict": "verdict",
-        "reason": "why"}, cls="claims", row_class="verdict"))
+    sec.add(table(rows, CLAIM_COLUMNS, headers=CLAIM_HEADERS, cls="claims", row_class="verdict"))
     sec.para("Verdict rule (computed, never typed in): " + RULE_TEXT, cls="note")
     sec.para("Scale caveat: the papers use GPT-2-size models on billions of tokens; these runs are CPU-sized "
              "(minutes). A verdict here speaks about this scale only.", cls="note")
@@ -115,7 +131,8 @@ def build_report(root: str | Path, title: str = "infoplane: reproduction report"
             sec.para(sentence)
         own = [r for r in rows if r["id"] in s.get("claims", {})]
         if own:
-            sec.add(table(own, ["claim", "measured", "relative_change", "verdict"], row_class="verdict"))
+            sec.add(table(own, ["claim", "measured", "effect_ci", "p", "verdict"], headers=CLAIM_HEADERS,
+                          row_class="verdict"))
         try:
             for path, caption in spec.figures(results, figs):
                 sec.add(figure(path, caption))

@@ -28,7 +28,7 @@ table{border-collapse:collapse;margin:.8em 0;font-size:.86em}
 th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:top;text-align:left}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .v-holds{background:#d9f2d9}.v-does-not-hold{background:#f8d7d7}.v-inconclusive{background:#fff3cd}
-.v-not-run{background:#eee;color:#666}
+.v-not-run{background:#eee;color:#666}.v-not-testable-at-this-scale{background:#e3e8f5}
 figure{margin:1em 0}figure img,figure svg{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}
 .note{font-size:.88em;color:#444;background:#f7f7f7;padding:.5em .8em;border-left:3px solid #999}
