@@ -178,7 +178,7 @@ def test_run_experiments_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="size must be one of"):
         run_experiments(tmp_path, "huge", only=["4"])
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match="must be a directory"):
+    with pytest.raises(NotADirectoryError, match="is a file; expected a directory"):
         run_experiments(tmp_path / "file", "quick", only=["4"])
     assert not (tmp_path / "results").exists()  # nothing started
 

@@ -9,7 +9,8 @@ Scale tiers: ``quick`` (CI, a few minutes), ``demo`` (what ``make demo`` runs; a
 The experiments run through :func:`infoplane.experiments.runner.run_experiments` (dependency order from the
 registry, worker processes, resume by done-markers); then :func:`infoplane.report.build.build_report` writes
 ``DIR/report.html`` from the results files. :func:`reproduce` (also ``infoplane.reproduce``) is those two
-calls; it lives here because only the CLI layer sits above both the experiments and the report. Exit
+calls, under one lock of ``DIR`` (a second invocation into it is refused, naming the first); it lives here
+because only the CLI layer sits above both the experiments and the report. Exit
 status 1 if any experiment failed (the report is still built, with the failure shown).
 """
 
@@ -56,17 +57,19 @@ def reproduce(out: str | os.PathLike, size: str = "demo", *, only: Sequence[int 
     ``report_wall_time_s`` and is rewritten to ``out/results/run_manifest.json``.
     """
     from infoplane.experiments.runner import run_experiments
-    from infoplane.io import atomic_write_json
+    from infoplane.io import atomic_write_json, check_output_dir, dir_lock
     from infoplane.report.build import build_report
 
     t0 = time.perf_counter()
-    manifest = run_experiments(out, size, only=only, jobs=jobs, force=force, overrides=overrides,
-                               threads=threads, quiet=quiet)
-    t1 = time.perf_counter()
-    html = build_report(out)
-    manifest["report_wall_time_s"] = time.perf_counter() - t1
-    manifest["total_wall_time_s"] = time.perf_counter() - t0
-    atomic_write_json(Path(out) / "results" / "run_manifest.json", manifest)
+    check_output_dir(out, "out")
+    with dir_lock(out, "reproduce"):  # experiments and report: one invocation at a time per directory
+        manifest = run_experiments(out, size, only=only, jobs=jobs, force=force, overrides=overrides,
+                                   threads=threads, quiet=quiet)
+        t1 = time.perf_counter()
+        html = build_report(out)
+        manifest["report_wall_time_s"] = time.perf_counter() - t1
+        manifest["total_wall_time_s"] = time.perf_counter() - t0
+        atomic_write_json(Path(out) / "results" / "run_manifest.json", manifest)
     if not quiet:
         print(f"[reproduce] report: {html} (total {manifest['total_wall_time_s']:.1f}s)", file=sys.stderr,
               flush=True)
@@ -78,6 +81,9 @@ def _cmd(args: argparse.Namespace) -> int:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    from infoplane.io import check_output_dir
+
+    check_output_dir(args.out, "--out")  # before the experiments' configs are even built
     size = "quick" if args.quick else args.scale
     manifest = reproduce(args.out, size, only=args.only, jobs=args.jobs, force=args.force,
                          overrides=parse_overrides(args.set), threads=args.threads, quiet=args.quiet)

@@ -5,13 +5,19 @@ Examples::
     infoplane train --steps 1500 --objective gapt --out runs/gapt          # embedded KJV, BPE 2048
     infoplane train --config cfg.yaml --seed 1                            # a config file, one override
     infoplane train --out runs/gapt --resume                              # continue from the last checkpoint
+    infoplane train --out runs/gapt --overwrite --steps 200               # replace the run in runs/gapt
     torchrun --nproc_per_node 2 $(which infoplane) train --out runs/ddp   # data-parallel on CPU (gloo)
+
+With ``--resume`` the saved run's settings are the base and only the flags given change them (the trainer
+refuses changes it cannot honour, listing them). An invalid flag value is an error naming the flag.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register", "run", "build_config"]
@@ -124,7 +130,10 @@ def register(subparsers: Any) -> None:
     g.add_argument("--checkpoints", dest="checkpoints", help=argparse.SUPPRESS)  # old spelling
     g.add_argument("--out", help="output directory")
     g.add_argument("--resume", action="store_true",
-                   help="continue exactly from the newest checkpoint in --out")
+                   help="continue exactly from the newest valid checkpoint in --out, with its saved settings")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that holds one (its log, checkpoints and summary are "
+                   "deleted)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)  # old spelling
     g.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars (if installed)")
@@ -132,11 +141,53 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run, given=frozenset(), **_config_defaults())
 
 
+def _saved_settings(out: str) -> dict[str, Any]:
+    """The TrainConfig dict of the run in ``out`` (its config.json, else its newest checkpoint's)."""
+    from infoplane.io import read_json
+    from infoplane.train.checkpoint import latest_checkpoint
+
+    path = Path(out) / "config.json"
+    if path.is_file():
+        saved = read_json(path).get("train")
+    else:
+        ckpt = latest_checkpoint(Path(out) / "checkpoints")
+        saved = read_json(ckpt / "config.json").get("train") if ckpt is not None else None
+    if not isinstance(saved, dict):
+        raise FileNotFoundError(f"--resume: {out!r} holds no training run (no config.json or checkpoint)")
+    return saved
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``; the model / objective / controller tables are merged key by key."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _name_the_flag(args: argparse.Namespace, exc: ValueError) -> ValueError:
+    """A settings error that names a field set by a given flag, as that flag's error (``--seed: ...``)."""
+    msg = str(exc)
+    for dest, fld in _OVERRIDES.items():
+        if not _given(args, dest):
+            continue
+        if isinstance(fld, tuple):
+            pattern = rf"(TrainConfig\.{fld[0]}\.|\w+Config\.){fld[1]}\b"
+        else:
+            pattern = rf"TrainConfig\.{fld}\b"
+        if re.search(pattern, msg):
+            return ValueError(f"--{dest.replace('_', '-')}: {msg}")
+    return exc
+
+
 def build_config(args: argparse.Namespace):
-    """TrainConfig from ``--config`` plus flag overrides."""
+    """TrainConfig from ``--config`` plus flag overrides (on ``--resume``: over the saved run's settings)."""
     from infoplane.train.config import TrainConfig, load_config_file
 
     d: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    if getattr(args, "resume", False):
+        out = args.out if _given(args, "out") else d.get("out_dir", TrainConfig().out_dir)
+        d = _merge({**_saved_settings(out), "out_dir": out}, d)
     for dest, fld in _OVERRIDES.items():
         v = getattr(args, dest, None)
         if not _given(args, dest):
@@ -167,17 +218,27 @@ def build_config(args: argparse.Namespace):
         d["progress"] = False
     if args.tensorboard:
         d["tensorboard"] = True
-    return TrainConfig.from_dict(d)
+    try:
+        return TrainConfig.from_dict(d)
+    except ValueError as exc:
+        raise _name_the_flag(args, exc) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    from infoplane.io import check_output_dir
+
+    if getattr(args, "resume", False) and getattr(args, "overwrite", False):
+        raise ValueError("--resume and --overwrite exclude each other: --resume continues the run in --out, "
+                         "--overwrite replaces it")
     cfg = build_config(args)
+    check_output_dir(cfg.out_dir, "--out")
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     from infoplane.train.trainer import Trainer
 
-    trainer = Trainer(cfg, resume=args.resume)  # under torchrun: one process per rank (gloo), DDP
+    # under torchrun: one process per rank (gloo), DDP
+    trainer = Trainer(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
     res = trainer.run()
     if trainer.rank != 0:
         return 0

@@ -13,12 +13,19 @@ the report from the results files):
    dependencies' results (:func:`infoplane.experiments.common.run_experiment`), so a rerun skips it unless
    something it depends on changed (``force`` reruns everything selected);
 5. write ``DIR/results/run_manifest.json``.
+
+``DIR`` is locked for the whole invocation (:func:`infoplane.io.dir_lock`): a second ``reproduce`` into it is
+refused, naming the running one. Workers die with their parent: on Linux the kernel kills them when it dies
+(``PR_SET_PDEATHSIG``), elsewhere a watchdog thread notices within half a second that the parent is gone
+and ends the worker at once (``os._exit``, no further writes); an interrupted parent terminates its
+workers before it exits.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -68,8 +75,38 @@ def _run_one(spec: ExperimentSpec, cfg: Any, out: str, force: bool, threads: int
                 "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _child(conn: Any, *args: Any) -> None:
+_PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent dies (linux/prctl.h)
+
+
+def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Make this (worker) process end when ``parent_pid`` dies: Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
+    where available, plus a daemon thread that polls ``os.getppid()`` every ``poll_s`` seconds and calls
+    ``os._exit(70)`` once the parent is gone (portable; also covers a parent that died before the prctl)."""
+    import signal
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl: the watchdog remains
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(70)  # parent gone: stop now, write nothing more
+            time.sleep(poll_s)
+
+    if os.getppid() != parent_pid:
+        os._exit(70)
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _child(conn: Any, parent_pid: int, *args: Any) -> None:
     """Entry point of a worker process: run one experiment and send its result dict through ``conn``."""
+    die_with_parent(parent_pid)
     try:
         conn.send(_run_one(*args))
     finally:
@@ -111,6 +148,24 @@ def _run_all(plan: list[ExperimentSpec], cfgs: Mapping[str, Any], out: Path, *, 
     ctx = mp.get_context("spawn")  # no fork after torch initialised its thread pools
     pending = list(plan)
     running: dict[str, tuple[Any, Any, float]] = {}
+    try:
+        _schedule(ctx, wait, pending, running, results, selected, cfgs, out, force, threads, quiet, done,
+                  dependency_failed, jobs)
+    finally:  # an interrupted parent (Ctrl-C, an error) leaves no worker behind
+        for proc, recv, _ in running.values():
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(timeout=5)
+            if proc.is_alive():  # pragma: no cover
+                proc.kill()
+            recv.close()
+
+
+def _schedule(ctx: Any, wait: Any, pending: list[ExperimentSpec], running: dict[str, tuple[Any, Any, float]],
+              results: dict[str, dict[str, Any]], selected: set[str], cfgs: Mapping[str, Any], out: Path,
+              force: bool, threads: int, quiet: bool, done: Any, dependency_failed: Any, jobs: int) -> None:
+    """Start workers as dependencies allow, collect their results (``running`` is shared with the caller so
+    that it can stop what is still running)."""
     while pending or running:
         for spec in list(pending):
             if len(running) >= jobs:
@@ -121,8 +176,8 @@ def _run_all(plan: list[ExperimentSpec], cfgs: Mapping[str, Any], out: Path, *, 
             if dependency_failed(spec):
                 continue
             recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(send, spec, cfgs[spec.name], str(out), force, threads,
-                                                          quiet),
+            proc = ctx.Process(target=_child, args=(send, os.getpid(), spec, cfgs[spec.name], str(out), force,
+                                                    threads, quiet),
                                name=f"reproduce-{spec.name}")
             proc.start()
             send.close()
@@ -165,18 +220,27 @@ def run_experiments(out: str | os.PathLike, size: str = "full", *, only: Sequenc
     The manifest (also ``out/results/run_manifest.json``) holds per experiment its status (``done``,
     ``skipped`` = finished result reused, ``failed``), wall time and error, plus sizes and versions.
     """
-    from infoplane.io import atomic_write_json, versions
+    from infoplane.io import check_output_dir, dir_lock
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     for label, v in (("jobs", jobs), ("threads", threads)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{label} must be an int >= 1, got {v!r}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a directory, got the file {str(out)!r}")
+    out = check_output_dir(out, "out")
     plan = order(resolve(only))
     cfgs = configs(plan, size, overrides)  # validate sizes and overrides before starting any process
+    with dir_lock(out, "reproduce"):
+        return _locked(out, plan, cfgs, size, jobs=jobs, force=force, overrides=overrides, threads=threads,
+                       quiet=quiet)
+
+
+def _locked(out: Path, plan: list[ExperimentSpec], cfgs: Mapping[str, Any], size: str, *, jobs: int,
+            force: bool, overrides: Mapping[str | int, Mapping[str, Any]] | None, threads: int,
+            quiet: bool) -> dict[str, Any]:
+    """The body of :func:`run_experiments`, run while ``out`` is locked."""
+    from infoplane.io import atomic_write_json, versions
+
     (out / "results").mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.perf_counter()

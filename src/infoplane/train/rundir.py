@@ -94,7 +94,8 @@ def check_resume(out_dir: Path, ckpt: Path, meta: dict[str, Any], config: Any, m
     saved_data = {k: v for k, v in (st.get("data") or {}).items() if v is not None}
     diffs = resume_differences(meta["train"], config.to_dict())
     saved_model = read_json(ckpt / "config.json").get("model") or {}
-    diffs += [f"model (resolved) {d}" for d in resume_differences(saved_model, model, skip=frozenset())]
+    diffs += [d for d in (f"model.{d}" for d in resume_differences(saved_model, model, skip=frozenset()))
+              if d not in diffs]  # the resolved model adds vocab_size (the tokenizer's) and the init seed
     now_data = {k: v for k, v in data.items() if k in saved_data and v is not None}
     diffs += [f"data {d}" for d in resume_differences(saved_data, now_data, skip=frozenset())]
     if diffs:
