@@ -101,10 +101,27 @@ def embedded_corpus(name: str = "kjv", group: str = "verse") -> Corpus:
     return Corpus(docs, source=f"embedded:{name}:{group}")
 
 
+def _read_utf8(path: Path) -> str:
+    """The text of ``path`` (``.gz``: decompressed); a binary, non-UTF-8 or broken gzip file is a ValueError
+    naming the file and what was expected."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a truncated stream an EOFError
+        raise ValueError(f"corpus file {str(path)!r}: not a readable gzip file ({exc}); expected gzip-"
+                         "compressed UTF-8 text") from None
+    if b"\x00" in raw[:1 << 16]:
+        raise ValueError(f"corpus file {str(path)!r} looks binary (NUL bytes); expected UTF-8 text "
+                         "(.txt, one document per paragraph or line) or JSON lines (.jsonl)")
+    try:  # universal newlines, as text-mode reading gives them
+        return raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"corpus file {str(path)!r} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                         f"{exc.start}); expected UTF-8 text: convert it, e.g. iconv -f latin1 -t utf-8") \
+            from None
+
+
 def _read_text_file(path: Path) -> list[Document]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        content = fh.read()
+    content = _read_utf8(path)
     # paragraphs (blank-line separated) are documents; a file without blank lines gives one per line
     parts = [p.strip() for p in content.split("\n\n")] if "\n\n" in content else content.splitlines()
     return [Document(p) for p in parts if p.strip()]
@@ -112,20 +129,18 @@ def _read_text_file(path: Path) -> list[Document]:
 
 def _read_jsonl(path: Path, text_key: str) -> list[Document]:
     docs = []
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict) or text_key not in obj or not isinstance(obj[text_key], str):
-                raise ValueError(f"{path}:{lineno}: expected an object with a string field {text_key!r}")
-            labels = {k: v for k, v in obj.items() if k != text_key}
-            if obj[text_key].strip():
-                docs.append(Document(obj[text_key], labels))
+    for lineno, line in enumerate(_read_utf8(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict) or text_key not in obj or not isinstance(obj[text_key], str):
+            raise ValueError(f"{path}:{lineno}: expected an object with a string field {text_key!r}")
+        labels = {k: v for k, v in obj.items() if k != text_key}
+        if obj[text_key].strip():
+            docs.append(Document(obj[text_key], labels))
     return docs
 
 
