@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
+import mpmath as mp  # noqa: E402  (dev extra: an ImportError must fail, not skip)
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infoplane.estimators import calibrate_temperature
 from infoplane.estimators.calibration import kl_vmf_uniform, kl_vmf_uniform_lower_bound, log_bessel_iv
-
-mp = pytest.importorskip("mpmath")
 
 
 def _kl_mpmath(eps: float, d: int, dps: int = 50) -> float:

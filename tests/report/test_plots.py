@@ -6,7 +6,7 @@ import pytest
 
 from infoplane.io import atomic_write_csv
 from infoplane.plane import plane_table
-from infoplane.report.plots import load_plane_rows, plot_all, plot_backoff, plot_layer_profiles, plot_plane
+from infoplane.plots import load_plane_rows, plot_all, plot_backoff, plot_layer_profiles, plot_plane
 
 
 def raw_rows(model="m", steps=(None,)):

@@ -91,7 +91,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def _figures(plane: list[dict[str, Any]], args: argparse.Namespace) -> None:
     if not args.no_plots:
-        from infoplane.report.plots import plot_all
+        from infoplane.plots import plot_all
 
         plot_all(plane, args.out)
         print(f"wrote figures to {args.out}")
@@ -115,7 +115,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from infoplane.report.plots import plot_all
+    from infoplane.plots import plot_all
 
     paths = plot_all(args.table, args.out, color_by=args.color_by)
     for p in paths:

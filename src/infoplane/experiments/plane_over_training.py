@@ -227,7 +227,7 @@ def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
     out = []
     rows = [{**r, "model": f"{r['arm']} s{r['seed']}"} for r in traj]
     try:
-        from infoplane.report.plots import plot_plane
+        from infoplane.plots import plot_plane
 
         paths = plot_plane(rows, figs, color_by="step", stem="plane_over_training")
         png = [p for p in paths if p.suffix == ".png"]
