@@ -11,6 +11,7 @@ from .matrix import OnlineMatrixEntropy, matrix_entropy, patch_matrix_entropy
 from .protocol import StreamingEstimator
 from .reference import reference_hash, reference_points
 from .result import SoftEntropyResult
+from .sharded import ShardedRowsAccumulator
 from .soft import soft_assign, soft_entropy, soft_mutual_information
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "soft_entropy",
     "soft_mutual_information",
     "SoftEntropyAccumulator",
+    "ShardedRowsAccumulator",
     "SoftEntropyResult",
     "PreparedLabels",
     "StreamingEstimator",

@@ -129,7 +129,7 @@ def plan_passes(row_counts: Mapping[str, int], n_layers: int, n_bins: int, null:
         f"{batch_positions} positions per batch); all {L} layers in one pass would need "
         f"{format_bytes(need(L))}. "
         "Raise memory_budget, lower max_tokens, use fewer n-gram orders or min_count > 1, or shard the label "
-        "rows over ranks (analyze_distributed(shard_rows=True))"
+        "rows over ranks (infoplane.estimators.ShardedRowsAccumulator)"
     )
 
 
