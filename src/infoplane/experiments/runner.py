@@ -78,13 +78,14 @@ def _run_one(spec: ExperimentSpec, cfg: Any, out: str, force: bool, threads: int
 _PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent dies (linux/prctl.h)
 
 
-def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+def die_with_parent(parent_pid: int, poll_s: float = 0.5, use_prctl: bool = True) -> None:
     """Make this (worker) process end when ``parent_pid`` dies: Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``
-    where available, plus a daemon thread that polls ``os.getppid()`` every ``poll_s`` seconds and calls
-    ``os._exit(70)`` once the parent is gone (portable; also covers a parent that died before the prctl)."""
+    where available (and ``use_prctl``), plus a daemon thread that polls ``os.getppid()`` every ``poll_s``
+    seconds and calls ``os._exit(70)`` once the parent is gone (portable; also covers a parent that died
+    before the prctl)."""
     import signal
 
-    if sys.platform.startswith("linux"):
+    if use_prctl and sys.platform.startswith("linux"):
         try:
             import ctypes
 
