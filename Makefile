@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-quick test lint bench clean
+.PHONY: setup demo demo-quick full test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/infoplane reproduce --out results/demo
+	$(BIN)/infoplane reproduce --scale demo --out results/demo
 
 demo-quick: $(STAMP)
-	$(BIN)/infoplane reproduce --quick --out results/demo-quick
+	$(BIN)/infoplane reproduce --scale quick --out results/demo-quick
+
+# the full tier (>= 8 seeds per headline claim; resumable), its committed results and the README table
+full: $(STAMP)
+	$(BIN)/infoplane reproduce --scale full --out reproduction/full
+	$(BIN)/infoplane report reproduction/full --no-build --update-readme README.md
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
