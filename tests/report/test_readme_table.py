@@ -33,7 +33,8 @@ def _claims(tmp_path: Path, claims: list[dict]) -> Path:
 def test_table_lists_every_claim_with_its_verdict_and_failed_preconditions(tmp_path):
     src = _claims(tmp_path, [
         {"statement": "A | B", "paper_value": "-5%", "verdict": "holds", "unit": "nats",
-         "treatment_mean": 1.0, "baseline_mean": 2.0, "baseline": [2.0], "effect": -1.0, "ci_low": -1.5, "ci_high": -0.5,
+         "treatment_mean": 1.0, "baseline_mean": 2.0, "baseline": [2.0], "effect": -1.0, "ci_low": -1.5,
+         "ci_high": -0.5,
          "relative": -0.5, "relative_ci_low": -0.6, "relative_ci_high": -0.4, "p_raw": 0.0039,
          "p_holm": 0.0078, "n": 8, "failed": []},
         {"statement": "C", "paper_value": "?", "verdict": "not testable at this scale", "treatment_mean": 0.1,
