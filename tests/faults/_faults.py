@@ -40,3 +40,8 @@ def cli(*args: str, cwd: Path | None = None, **popen: Any) -> subprocess.Complet
 
 
 MAIN = "import sys; from infoplane.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def without_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Log records minus their wall-clock ``time`` (the only field a resumed run may change)."""
+    return [{k: v for k, v in r.items() if k != "time"} for r in records]
