@@ -1,11 +1,11 @@
 """Synthetic tasks of the GAPT paper (Yu 2025, arXiv:2505.08727; reference code fangyuan-ksgk/mod_gpt).
 
-* **Arithmetic multiplication** (paper §"arithmetic", reference §4.2): ``<bos>a x b = c<eos>`` with a
+* **Arithmetic multiplication** (Yu 2025; mod_gpt arithmetic data): ``<bos>a x b = c<eos>`` with a
   per-character tokenizer (vocabulary 15: ``<bos>`` 0, ``<eos>`` 1, ``x`` 2, ``=`` 3, space 4, digits 5-14).
   Each operand draws a digit count uniformly in ``[min_digits, max_digits]`` and then a uniform number of
   that length. In-distribution (ID) and out-of-distribution (OOD, longer operands) splits; the answer mask
   marks the digits of ``c`` (strictly between ``"= "`` and ``<eos>``).
-* **Conflicting experience** (reference §4.3): x in R^10 drawn from p1 (first 5 dims ~ N(1, 0.25^2), last 5
+* **Conflicting experience** (mod_gpt forget.py): x in R^10 drawn from p1 (first 5 dims ~ N(1, 0.25^2), last 5
   ~ N(0, 0.25^2)) or p2 (mirrored); a teacher MLP with parameters theta0 +/- delta where delta is a random
   rank-3 shift per weight matrix; "positive" targets f_{theta0+delta}(x ~ p1),
   "negative" f_{theta0-delta}(x ~ p2).
@@ -37,7 +37,7 @@ __all__ = [
     "make_conflict_task",
 ]
 
-# vocabulary of the reference arithmetic data (reference §4.2): <bos> 0, <eos> 1, x, =, space, digits 5-14
+# vocabulary of the arithmetic data (mod_gpt arithmetic runs): <bos> 0, <eos> 1, x, =, space, digits 5-14
 ARITH_VOCAB: tuple[str, ...] = ("<bos>", "<eos>", "x", "=", " ", *"0123456789")
 BOS, EOS = 0, 1
 
@@ -216,7 +216,7 @@ def make_arithmetic_splits(n_train: int, n_val: int, n_test: int, train_digits: 
 
 
 # ----------------------------------------------------------------------------------------------------------
-# conflicting experience (reference §4.3)
+# conflicting experience (mod_gpt ``forget.py``)
 
 
 @dataclass
@@ -253,7 +253,7 @@ def make_conflict_teacher(dim: int = 10, hidden: int = 20, out: int = 10, rank: 
                           scale_range: tuple[float, float] = (0.5, 5.0), seed: int = 0) -> ConflictTeacher:
     """Random teacher theta0 and a rank-``rank`` shift per weight matrix with norm ``||W|| * U(scale_range)``.
 
-    Reference §4.3: "delta theta per matrix random rank-3 scaled to ||theta|| * U(0.5, 5)".
+    mod_gpt ``forget.py``: "delta theta per matrix random rank-3 scaled to ||theta|| * U(0.5, 5)".
     """
     if min(dim, hidden, out) < 1 or not 1 <= rank <= min(dim, hidden, out):
         raise ValueError(f"expected positive sizes and 1 <= rank <= min sizes, got {dim, hidden, out, rank}")

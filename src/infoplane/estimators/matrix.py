@@ -80,11 +80,11 @@ def _entropy_from_gram(gram: torch.Tensor, alpha: float, n_rows: int) -> torch.T
     trace = torch.diagonal(gram, dim1=-2, dim2=-1).sum(-1)
     tiny = torch.finfo(gram.dtype).tiny
     if alpha == 2.0:
-        # paper §1.1 (reference src/mbe.py): MBE = 2 log tr(G) - log ||G||_F^2
+        # mod_gpt src/mbe.py: MBE = 2 log tr(G) - log ||G||_F^2
         frob_sq = (gram * gram).sum(dim=(-2, -1))
         h = 2.0 * torch.log(trace.clamp_min(tiny)) - torch.log(frob_sq.clamp_min(tiny))
     else:
-        p = gram / trace.clamp_min(tiny)[..., None, None]  # P = G / tr(G), trace one (paper §1.1)
+        p = gram / trace.clamp_min(tiny)[..., None, None]  # P = G / tr(G), trace one (mod_gpt src/mbe.py)
         p = 0.5 * (p + p.transpose(-2, -1))
         lam = torch.linalg.eigvalsh(p)
         k = lam.shape[-1]
@@ -95,7 +95,7 @@ def _entropy_from_gram(gram: torch.Tensor, alpha: float, n_rows: int) -> torch.T
             # von Neumann limit of S_alpha: -sum lambda log lambda (0 log 0 = 0)
             h = -torch.where(keep, lam_safe * torch.log(lam_safe), torch.zeros_like(lam)).sum(-1)
         else:
-            # Renyi: S_alpha = log(sum lambda^alpha) / (1 - alpha) (paper §1.1)
+            # Renyi: S_alpha = log(sum lambda^alpha) / (1 - alpha) (mod_gpt src/mbe.py)
             s = torch.where(keep, lam_safe.pow(alpha), torch.zeros_like(lam)).sum(-1)
             h = torch.log(s.clamp_min(tiny)) / (1.0 - alpha)
     h = torch.where(trace > 0, h, torch.zeros_like(h))  # undefined (zero matrix, validation off) -> 0
@@ -159,7 +159,7 @@ def matrix_entropy(
     # safe divide, then zero the undefined matrices (only reachable with validate=False; they give 0)
     x = x / torch.where(nonzero, scale, torch.ones_like(scale)) * nonzero.to(x.dtype)
     with _no_autocast(x.device):
-        # ||Z Z^T||_F = ||Z^T Z||_F: use the smaller Gram (paper §1.1 reverse-Gram / OnlineMBE form)
+        # ||Z Z^T||_F = ||Z^T Z||_F: use the smaller Gram (reverse-Gram / OnlineMBE form, mod_gpt src/mbe.py)
         gram = x @ x.transpose(-2, -1) if n <= d else x.transpose(-2, -1) @ x
         return _entropy_from_gram(gram, a, n)
 
@@ -198,7 +198,7 @@ def patch_matrix_entropy(
     alpha: float = 2.0,
     validate: bool = True,
 ) -> torch.Tensor:
-    """MBE over non-overlapping patches of ``patch_size`` consecutive tokens (paper §1.1).
+    """MBE over non-overlapping patches of ``patch_size`` consecutive tokens (mod_gpt src/mbe.py).
 
     ``(B, S, D) -> (B * S/p, p, D)``, :func:`matrix_entropy` per patch, then the mean.
 
@@ -222,7 +222,7 @@ def patch_matrix_entropy(
     used = n_patches * patch_size
     x = hidden[:, s - used :] if remainder == "drop_start" else hidden[:, :used]
     b, _, d = x.shape
-    patches = x.reshape(b, n_patches, patch_size, d)  # (B, S, D) -> (B, S/p, p, D), paper §1.1
+    patches = x.reshape(b, n_patches, patch_size, d)  # (B, S, D) -> (B, S/p, p, D), mod_gpt src/mbe.py
     h = matrix_entropy(patches, alpha=alpha, centered=centered, validate=validate)
     return h.mean() if reduction == "mean" else h
 
@@ -270,7 +270,7 @@ class OnlineMatrixEntropy(SyncMixin):
             raise ValueError("z must contain only finite values (found NaN or Inf)")
         self._drop_view()
         with _no_autocast(x.device):
-            self.gram += x.T @ x  # G = sum_i z_i z_i^T (OnlineMBE, paper §1.1)
+            self.gram += x.T @ x  # G = sum_i z_i z_i^T (OnlineMBE, mod_gpt src/mbe.py)
         self.row_sum += x.sum(0)
         self.n += x.shape[0]
 

@@ -1,4 +1,4 @@
-"""Experiment 3: arithmetic multiplication, in- and out-of-distribution (Yu 2025, reference §4.2 / §7).
+"""Experiment 3: arithmetic multiplication, in- and out-of-distribution (Yu 2025; mod_gpt arithmetic runs).
 
 Data ``<bos>a x b = c<eos>`` (character tokens, vocabulary 15, :mod:`infoplane.data.tasks`); training
 operands have ``train_digits`` digits (default 1-2), the OOD test uses longer operands (default 3 digits).
@@ -35,7 +35,7 @@ __all__ = ["NAME", "ArithmeticConfig", "run", "evaluate_split", "lm_loss", "arm_
 
 @dataclass(frozen=True)
 class ArithmeticConfig:
-    """Sizes and hyper-parameters (reference §4.2 scaled to CPU as recommended in §7)."""
+    """Sizes and hyper-parameters (mod_gpt arithmetic runs, scaled to CPU)."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
     train_digits: tuple[int, int] = (1, 2)
@@ -97,7 +97,7 @@ def evaluate_split(model: GPT, batch: ArithmeticBatch, chunk: int = 512) -> dict
         tgt = ids[:, 1:]
         a, e = ans[s:s + chunk], exact[s:s + chunk]
         ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="none")
-        ce_sum += float(ce.view_as(tgt)[a].sum())  # masked CE over answer tokens (reference §4.2)
+        ce_sum += float(ce.view_as(tgt)[a].sum())  # masked CE over answer tokens (mod_gpt arithmetic runs)
         n_tok += int(a.sum())
         ok = (logits.argmax(-1) == tgt) | ~e
         n_exact += int(ok.all(dim=1).sum())

@@ -1,4 +1,4 @@
-"""Experiment 1: emergent memorization-compression cycles under CE-only training (Yu 2025, RQ1; ref. §2, §7).
+"""Experiment 1: emergent memorization-compression cycles under CE-only training (Yu 2025, abstract).
 
 The compact GPT is trained with cross-entropy only on the KJV corpus. Every ``align_every`` steps, on one
 **fixed** held-out batch (same batch every time, so batch sampling noise does not enter the series), we take
@@ -32,7 +32,7 @@ __all__ = ["NAME", "CyclesConfig", "run", "smooth_series", "AlignmentProbe"]
 
 @dataclass(frozen=True)
 class CyclesConfig:
-    """CE-only training and alignment logging (reference §7: ~2k steps, every 10 steps; scaled down)."""
+    """CE-only training and alignment logging (mod_gpt src/gradtracker.py; scaled down)."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
     tokenizer: str = "bpe:512"

@@ -1,4 +1,4 @@
-"""Experiment 4: catastrophic forgetting / representation separation (Yu 2025, reference §4.3).
+"""Experiment 4: catastrophic forgetting / representation separation (Yu 2025; mod_gpt ``forget.py``).
 
 A one-hidden-layer ReLU student (10 -> H -> 10, L1 loss) first learns the *old* task ("negative":
 x ~ p2, teacher theta0 - delta), then is fine-tuned on the conflicting *new* task ("positive": x ~ p1,
@@ -9,13 +9,13 @@ theta0 + delta). Fine-tuning arms, all from the same pretrained student per seed
 * ``gapt``: L1, plus lambda * MBE while the :class:`~infoplane.train.phases.PhaseController` is in
   compression.
 
-MBE is taken across samples (reference §4.3): hidden activations of a batch of 32, ``[1, 32, H]``, in patches
-of 8 consecutive samples (:func:`infoplane.estimators.patch_matrix_entropy`).
+MBE is taken across samples (mod_gpt ``forget.py``): hidden activations of a batch of 32, ``[1, 32, H]``,
+in patches of 8 consecutive samples (:func:`infoplane.estimators.patch_matrix_entropy`).
 
 Metrics after fine-tuning (on fresh held-out samples): separation
 ``||mu_pos - mu_neg|| / sqrt((tr var_pos + tr var_neg) / 2)`` of hidden activations for p1 vs p2 inputs
-(reference §4.3), L1 loss on the old task (interference) and on the new task, selectivity (share of units with
-``|(m1 - m2)/(m1 + m2)| > 0.5``).
+(mod_gpt ``forget.py``), L1 loss on the old task (interference) and on the new task, selectivity (share of
+units with ``|(m1 - m2)/(m1 + m2)| > 0.5``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = ["NAME", "ForgettingConfig", "run", "separation", "selectivity", "trai
 
 @dataclass(frozen=True)
 class ForgettingConfig:
-    """Sizes and hyper-parameters (reference §4.3 values scaled down: patience 125/75 -> 40/25 steps)."""
+    """Sizes and hyper-parameters (mod_gpt forget.py values scaled down: patience 125/75 -> 40/25 steps)."""
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     dim: int = 10
@@ -91,14 +91,14 @@ class Student(nn.Module):
 
 
 def separation(h_pos: torch.Tensor, h_neg: torch.Tensor) -> float:
-    """||mu_pos - mu_neg|| / sqrt((tr Var_pos + tr Var_neg) / 2) of ``[N, H]`` activations (ref. §4.3)."""
+    """||mu_pos - mu_neg|| / sqrt((tr Var_pos + tr Var_neg) / 2) of ``[N, H]`` activations (forget.py)."""
     mu_p, mu_n = h_pos.mean(0), h_neg.mean(0)
     tv = 0.5 * (h_pos.var(0, unbiased=True).sum() + h_neg.var(0, unbiased=True).sum())
     return float((mu_p - mu_n).norm() / tv.clamp_min(1e-12).sqrt())
 
 
 def selectivity(h_pos: torch.Tensor, h_neg: torch.Tensor, threshold: float = 0.5) -> float:
-    """Share of units with |(m1 - m2) / (m1 + m2)| > threshold (m = mean activation; reference §4.3)."""
+    """Share of units with |(m1 - m2) / (m1 + m2)| > threshold (m = mean activation; forget.py)."""
     m1, m2 = h_pos.mean(0), h_neg.mean(0)
     denom = (m1 + m2).abs().clamp_min(1e-12)
     return float((((m1 - m2).abs() / denom) > threshold).float().mean())
@@ -112,7 +112,7 @@ def _batches(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, gen: torc
 
 
 def _mbe(h: torch.Tensor, patch: int) -> torch.Tensor:
-    # MBE across samples: the batch is one sequence of B samples, patches of `patch` (reference §4.3)
+    # MBE across samples: the batch is one sequence of B samples, patches of `patch` (mod_gpt ``forget.py``)
     return patch_matrix_entropy(h.unsqueeze(0), patch_size=patch, remainder="drop_start")
 
 
@@ -124,7 +124,8 @@ def train_arm(student: Student, arm: str, x: torch.Tensor, y: torch.Tensor, cfg:
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     kind = {"baseline": "ce", "static": "ce+mbe", "gapt": "gapt"}[arm]
-    # MBE across samples: the batch is one sequence of B samples, patches of `patch_size` (reference §4.3)
+    # MBE across samples: the batch is one sequence of B samples, patches of `patch_size` (mod_gpt
+    # ``forget.py``)
     objective = GaptObjective(
         ObjectiveConfig(kind=kind, mbe_weight=cfg.mbe_weight, patch_size=cfg.patch_size, layers="all",
                         log_mbe=False),
@@ -135,7 +136,7 @@ def train_arm(student: Student, arm: str, x: torch.Tensor, y: torch.Tensor, cfg:
     n_comp = 0
     for step, (xb, yb) in enumerate(_batches(x, y, cfg.batch_size, cfg.finetune_steps, gen)):
         pred, h = student(xb)
-        l1 = (pred - yb).abs().mean()  # the base loss of this task: L1 regression (reference §4.3)
+        l1 = (pred - yb).abs().mean()  # the base loss of this task: L1 regression (mod_gpt ``forget.py``)
         terms, _, _ = single_step(objective, l1, [h.unsqueeze(0)], opt, step=step)  # the GAPT step
         n_comp += int(terms.penalised)
     return {"compress_fraction": n_comp / max(cfg.finetune_steps, 1), "n_switches": len(objective.events)}

@@ -1,4 +1,4 @@
-"""Experiment 2: GAPT vs CE-only baseline (and static CE + lambda MBE) on a compact GPT (Yu 2025, ref. §4.1).
+"""Experiment 2: GAPT vs CE-only baseline (and static CE + lambda MBE) on a compact GPT (Yu 2025).
 
 Claim (paper): on GPT-2 / FineWeb, GAPT lowers layer-mean MBE by 50% and cross-entropy by 4.8%. Here: the
 compact GPT of :mod:`infoplane.train.model` on the embedded KJV corpus (BPE tokenizer trained on the training
@@ -8,7 +8,7 @@ the reference's 50%-CE-batches confound is removed). Arms:
 
 * ``baseline``: CE only;
 * ``gapt``: CE, + lambda * MBE (middle layers, patches of 8 tokens) in compression phases chosen by the
-  relative-rule :class:`~infoplane.train.phases.PhaseController` (reference §3.2, patience scaled, EMA);
+  relative-rule :class:`~infoplane.train.phases.PhaseController` (mod_gpt src/gapt.py, patience scaled, EMA);
 * ``static``: CE + lambda * MBE at every step.
 
 Measured per run at the end: held-out CE (nats/token) and held-out per-layer MBE (nats), layer mean over all
@@ -34,7 +34,7 @@ __all__ = ["NAME", "ARMS", "LMGaptConfig", "run", "train_config", "run_dir"]
 
 @dataclass(frozen=True)
 class LMGaptConfig:
-    """Model, data and GAPT settings (reference §3.2 / §7 scaled down)."""
+    """Model, data and GAPT settings (mod_gpt ``src/gapt.py``, scaled down)."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
     arms: tuple[str, ...] = ARMS
@@ -108,8 +108,8 @@ def _middle_mean(mbe: dict, n_layer: int) -> float:
 def _val_mbe_centered(trainer: Any, patch_size: int) -> float:
     """Layer-mean held-out MBE of the *centered* patches (a diagnostic beside the paper's uncentered MBE).
 
-    Uncentered MBE also falls when all token states share one mean direction (reference notes, MBE section
-    1.1); centering removes that trivial route, so a drop that survives centering is real compression.
+    Uncentered MBE also falls when all token states share one mean direction (mod_gpt ``src/mbe.py`` does not
+    centre); centering removes that trivial route, so a drop that survives centering is real compression.
     Patches that are undefined after centering (identical rows) count as 0.
     """
     import torch
