@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats
 
-from infoplane.probe.correlate import correlate
+from infoplane.downstream.correlate import correlate
 
 
 def plane_rows():
