@@ -47,6 +47,8 @@ _LAZY = {
     "plane_table": "infoplane.plane", "layer_means": "infoplane.plane",
     "analyze": "infoplane.probe.analyze", "ProbeResult": "infoplane.probe.result",
     "ProbeConfig": "infoplane.probe.config", "analyze_distributed": "infoplane.probe.distributed",
+    "ShardedRowsAccumulator": "infoplane.estimators.sharded",
+    "CorruptCheckpointError": "infoplane.train.checkpoint", "LockHeldError": "infoplane.io",
     "sweep": "infoplane.probe.sweep", "load_model": "infoplane.probe.models",
     "correlate": "infoplane.probe.correlate",
     "GPT": "infoplane.train.model", "GPTConfig": "infoplane.train.model",
