@@ -36,6 +36,7 @@ from .effects import BootstrapCI, Effect, bootstrap_ci, paired_effect
 from .multiplicity import holm
 from .nulls import NullComparison, compare_to_null, label_permutations
 from .signflip import EXACT_MAX_N, SignFlipResult, sign_flip_test
+from .surrogates import SurrogateTest, ar1_spectral_test, sign_change_test, significant_sign_changes
 from .verdicts import RULE_TEXT, VERDICTS, Claim, ClaimResult, Precondition, evaluate
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "SignFlipResult", "sign_flip_test", "holm",
     "Precondition", "Claim", "ClaimResult", "evaluate",
     "label_permutations", "NullComparison", "compare_to_null",
+    "SurrogateTest", "ar1_spectral_test", "sign_change_test", "significant_sign_changes",
 ]
