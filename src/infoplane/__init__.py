@@ -9,7 +9,9 @@ measures and the GAPT trainer resolve on first access so ``import infoplane`` st
   update / compute / merge / state_dict / sync contract)
 - information plane: :func:`plane_table`, :func:`layer_means`
 - probe: :class:`ProbeConfig`, :func:`analyze`, :class:`ProbeResult`, :func:`sweep`,
-  :func:`analyze_distributed`, :func:`load_model`, :func:`correlate`
+  :func:`analyze_distributed`, :func:`load_model`, :class:`InfoPlaneMonitor` (the probe
+  every k steps of a native or ``transformers.Trainer`` run)
+- downstream: :func:`correlate` (measures vs scores across models), :func:`preference_information`
 - training: :class:`GPT`, :class:`GPTConfig`, :class:`TrainConfig`, :class:`Trainer`, :func:`train`,
   :class:`PhaseController`, :func:`mbe_penalty`, :func:`gradient_alignment`, :func:`detect_cycles`,
   :class:`GaptLoss`, :func:`load_checkpoint`
@@ -50,7 +52,9 @@ _LAZY = {
     "ShardedRowsAccumulator": "infoplane.estimators.sharded",
     "CorruptCheckpointError": "infoplane.train.checkpoint", "LockHeldError": "infoplane.io",
     "sweep": "infoplane.probe.sweep", "load_model": "infoplane.probe.models",
-    "correlate": "infoplane.probe.correlate",
+    "InfoPlaneMonitor": "infoplane.probe.monitor",
+    "correlate": "infoplane.downstream.correlate",
+    "preference_information": "infoplane.downstream.preference",
     "GPT": "infoplane.train.model", "GPTConfig": "infoplane.train.model",
     "TrainConfig": "infoplane.train.config", "Trainer": "infoplane.train.trainer",
     "train": "infoplane.train.trainer", "load_checkpoint": "infoplane.train.checkpoint",

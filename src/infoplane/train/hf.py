@@ -171,7 +171,8 @@ def gapt_training_step(model: nn.Module, batch: Mapping[str, torch.Tensor], opti
 
 class GaptCallback:
     """``transformers.TrainerCallback``-compatible object: feeds the controller once per optimiser step
-    (``on_step_end``) and records phases / switch events (``history``). Use with :func:`gapt_trainer_class`.
+    (``on_step_end``) and records phases / switch events / CE / per-layer MBE (``history``). ``on_log`` adds
+    the latest step's values to the Trainer's logs (:meth:`log_values`). Use with :func:`gapt_trainer_class`.
     """
 
     def __init__(self, loss_fn: GaptLoss) -> None:
@@ -185,9 +186,41 @@ class GaptCallback:
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         phase = self.loss_fn.phase
+        acc = self.loss_fn._acc  # this step's micro-batch signals, read before update() clears them
+        ce, mbe = mean_signals(acc) if acc else (None, {})
         events = self.loss_fn.update()
         self.history.append({"step": int(state.global_step), "phase": phase, "next_phase": self.loss_fn.phase,
-                             "switch": events})
+                             "switch": events, "ce": ce, "mbe": dict(mbe)})
+
+    def log_values(self) -> dict[str, float]:
+        """The latest optimiser step's GAPT signals as scalar log entries: ``gapt_phase`` (0 = memorize,
+        1 = compress: the phase that step used), ``gapt_ce`` (nats/token, mean over micro-batches),
+        ``gapt_mbe_<layer>`` (patch MBE, nats, index into ``hidden_states[1:]``) and ``gapt_mbe_mean``;
+        {} before the first step."""
+        if not self.history:
+            return {}
+        last = self.history[-1]
+        out = {"gapt_phase": 1.0 if last["phase"] == "compress" else 0.0}
+        if last.get("ce") is not None:
+            out["gapt_ce"] = float(last["ce"])
+        mbe = last.get("mbe") or {}
+        out.update({f"gapt_mbe_{k}": float(v) for k, v in sorted(mbe.items())})
+        if mbe:
+            out["gapt_mbe_mean"] = sum(mbe.values()) / len(mbe)
+        return out
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        """Merge :meth:`log_values` into ``logs`` and into the matching ``state.log_history`` entry (which
+        ``Trainer.log`` appended as a copy before calling the callbacks); keys already present are kept."""
+        if logs is None:
+            return
+        values = {k: v for k, v in self.log_values().items() if k not in logs}
+        logs.update(values)
+        hist = getattr(state, "log_history", None)
+        if hist and hist[-1].get("step") == state.global_step:
+            for k, v in values.items():
+                hist[-1].setdefault(k, v)
 
 
 def gapt_trainer_class():
@@ -208,5 +241,12 @@ def gapt_trainer_class():
             st = self.gapt_loss(outputs)
             self.gapt_loss.accumulate(st)
             return (st.loss, outputs) if return_outputs else st.loss
+
+        def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+            # before Trainer.log: the reporting callbacks (report_to TensorBoard / W&B) run ahead of ours
+            # in on_log, so the GAPT values must already be in ``logs`` when they see it
+            for k, v in self.gapt_callback.log_values().items():
+                logs.setdefault(k, v)
+            super().log(logs, *args, **kwargs)
 
     return GaptTrainer
