@@ -29,6 +29,19 @@ Pure python (no torch). Two rule sets from F. Yu, "Memorization-Compression Cycl
   Relative thresholds (defaults tau 0.01 / 0.01, spike 0.1, patience 5 / 5 as in the reference class). Here
   the first step counts (``g = 0``): a constant CE from step 1 switches at step ``patience_mem``.
 
+``rule="windowed"`` (a plateau test that can fail and adapts after warm-up; ``W_m = patience_mem``,
+``W_a = patience_comp`` are window lengths in steps, thresholds relative)::
+
+    memorize (>= 2 W_m steps in): g_ce := (mean CE[prev W_m] - mean CE[last W_m]) / |mean CE[prev W_m]|
+              g_ce < tau_ce -> compress, CE_ref := mean CE[last W_m]                      (CE plateau)
+    compress: mean CE[last <= W_a] > (1 + spike_tol) CE_ref -> memorize                   (CE spike)
+              r_t := mean_l MBE_l / MBE_l(first value of l in this phase)   (relative to the phase's start)
+              >= 2 W_a measured steps: g_a := mean r[prev W_a] - mean r[last W_a];  g_a < tau_mbe -> memorize
+
+  Windows restart at every switch: a phase lasts >= ``2 W`` steps and as long as its signal still improves
+  by the threshold per window (CE: against the phase's own recent past, not a global minimum; MBE: relative
+  to where this compression phase began). Defaults W 20 / 20, tau 0.01 / 0.01, spike 0.1 (our rule).
+
 Signals
 -------
 ``mbe`` is a float or a mapping ``layer -> float``. Paper rule: the MBE improvement is the maximum over the
@@ -51,14 +64,15 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
-__all__ = ["Phase", "PhaseController", "PhaseControllerConfig", "RULES"]
+__all__ = ["Phase", "PhaseController", "PhaseControllerConfig", "RULES", "phase_lengths"]
 
-RULES = ("relative", "paper")
+RULES = ("relative", "paper", "windowed")
 
 # Reference defaults (mod_gpt: RRScheduler in train_pcgrad.py; GatedPhaseTransition in src/gapt.py)
 _DEFAULTS: dict[str, dict[str, float | int]] = {
     "paper": {"patience_mem": 125, "patience_comp": 125, "tau_ce": 0.01, "tau_mbe": 0.002, "spike_tol": 0.1},
     "relative": {"patience_mem": 5, "patience_comp": 5, "tau_ce": 0.01, "tau_mbe": 0.01, "spike_tol": 0.1},
+    "windowed": {"patience_mem": 20, "patience_comp": 20, "tau_ce": 0.01, "tau_mbe": 0.01, "spike_tol": 0.1},
 }
 _NEAR_ZERO = 1e-12  # |best| below this -> relative improvement defined as 0 (mod_gpt src/gapt.py)
 _SCALAR_KEY = "__scalar__"
@@ -91,7 +105,8 @@ class PhaseController:
     """Memorise / compress state machine (GAPT), see the module docstring for both rule sets.
 
     Args:
-        rule: ``"relative"`` (``GatedPhaseTransition``, default) or ``"paper"`` (``RRScheduler``).
+        rule: ``"relative"`` (``GatedPhaseTransition``, default), ``"paper"`` (``RRScheduler``) or
+            ``"windowed"`` (windowed relative plateaus; ``patience_*`` are then window lengths).
         patience_mem: steps without CE improvement before switching to compression (``p_m``, int >= 1).
         patience_comp: steps without MBE improvement before returning to memorisation (``p_a``, int >= 1).
         tau_ce: CE improvement threshold (absolute nats for ``"paper"``, relative for ``"relative"``), >= 0.
@@ -170,6 +185,7 @@ class PhaseController:
         self._ema_mbe: dict[Any, float] = {}
         self.events: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
+        self._win: dict[str, Any] = {"ce": [], "r": [], "start": {}, "ce_ref": None}  # windowed rule only
 
     @property
     def phase(self) -> Phase:
@@ -256,6 +272,8 @@ class PhaseController:
         ce_s, mbe_s = self._smooth(ce, mbe_d)
         if self.rule == "paper":
             self._step_paper(ce_s, mbe_s)
+        elif self.rule == "windowed":
+            self._step_windowed(ce_s, mbe_s)
         else:
             self._step_relative(ce_s, mbe_s)
         return self._phase
@@ -326,6 +344,49 @@ class PhaseController:
                 self.count_comp = 0
                 self._switch(Phase.MEMORIZE, "mbe_plateau", values)
 
+    def _step_windowed(self, ce: float, mbe: dict[Any, float]) -> None:
+        # windowed relative plateaus (module docstring); count_mem / count_comp = steps into the phase
+        w = self._win
+        w["ce"] = (w["ce"] + [ce])[-2 * max(self.patience_mem, self.patience_comp):]
+        if self._phase is Phase.MEMORIZE:
+            self.count_mem += 1
+            wm = self.patience_mem
+            if self.count_mem < 2 * wm:
+                return
+            prev, last = sum(w["ce"][-2 * wm:-wm]) / wm, sum(w["ce"][-wm:]) / wm
+            # relative improvement of the windowed mean CE: (prev - last) / |prev|
+            g_ce = 0.0 if abs(prev) <= _NEAR_ZERO else (prev - last) / abs(prev)
+            if g_ce < self.tau_ce:
+                values = {**self._values(ce, mbe), "gain": g_ce}
+                self._switch(Phase.COMPRESS, "ce_plateau", values)
+                self._reset_window(ce_ref=last)
+            return
+        self.count_comp += 1
+        wa = self.patience_comp
+        recent = w["ce"][-min(wa, self.count_comp):]
+        ce_recent = sum(recent) / len(recent)
+        if w["ce_ref"] is not None and ce_recent > (1.0 + self.spike_tol) * w["ce_ref"]:
+            self._switch(Phase.MEMORIZE, "ce_spike", {**self._values(ce, mbe), "ce_ref": w["ce_ref"]})
+            self._reset_window()
+            return
+        if not mbe:  # MBE not measured this step
+            return
+        ratios = []
+        for k, v in mbe.items():
+            v0 = w["start"].setdefault(k, v)
+            ratios.append(v / v0 if abs(v0) > _NEAR_ZERO else 1.0)  # MBE relative to this phase's start
+        w["r"] = (w["r"] + [sum(ratios) / len(ratios)])[-2 * wa:]
+        if len(w["r"]) < 2 * wa:
+            return
+        g_a = sum(w["r"][:wa]) / wa - sum(w["r"][wa:]) / wa  # windowed decrease, in units of the start value
+        if g_a < self.tau_mbe:
+            self._switch(Phase.MEMORIZE, "mbe_plateau", {**self._values(ce, mbe), "gain": g_a})
+            self._reset_window()
+
+    def _reset_window(self, ce_ref: float | None = None) -> None:
+        self.count_mem = self.count_comp = 0
+        self._win = {"ce": [], "r": [], "start": {}, "ce_ref": ce_ref}
+
     # ------------------------------------------------------------------ (de)serialisation
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-serialisable)."""
@@ -358,6 +419,9 @@ class PhaseController:
             "ema_mbe": [[_key_to_json(k), v] for k, v in self._ema_mbe.items()],
             "events": [dict(e) for e in self.events],
             "skipped": [dict(e) for e in self.skipped],
+            **({"windowed": {"ce": list(self._win["ce"]), "r": list(self._win["r"]),
+                             "start": [[_key_to_json(k), v] for k, v in self._win["start"].items()],
+                             "ce_ref": self._win["ce_ref"]}} if self.rule == "windowed" else {}),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -376,6 +440,11 @@ class PhaseController:
             self._ema_mbe = {k: float(v) for k, v in state["ema_mbe"]}
             self.events = [dict(e) for e in state["events"]]
             self.skipped = [dict(e) for e in state.get("skipped", [])]
+            if "windowed" in state:
+                w = state["windowed"]
+                self._win = {"ce": [float(v) for v in w["ce"]], "r": [float(v) for v in w["r"]],
+                             "start": {k: float(v) for k, v in w["start"]},
+                             "ce_ref": None if w["ce_ref"] is None else float(w["ce_ref"])}
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a PhaseController state_dict (missing/invalid field: {exc})") from exc
 
@@ -422,3 +491,22 @@ class PhaseControllerConfig:
         from infoplane.io import strict_from_dict
 
         return strict_from_dict(cls, dict(d))
+
+
+def phase_lengths(events: list[Mapping[str, Any]], steps: int,
+                  start: str = "memorize") -> list[dict[str, Any]]:
+    """Phases of a run from its switch events: ``[{"phase", "first", "last", "length", "complete"}]``.
+
+    An event at controller step ``s`` sets the phase of steps ``s + 1, ...``; the last phase is cut by the
+    end of the run (``complete=False``). ``steps``: number of optimiser steps of the run.
+    """
+    out, first, phase = [], 1, str(Phase(start).value)
+    for e in events:
+        s = int(e["step"])
+        if s >= first:
+            out.append({"phase": phase, "first": first, "last": s, "length": s - first + 1, "complete": True})
+        first, phase = s + 1, str(e["to"])
+    if first <= steps:
+        out.append({"phase": phase, "first": first, "last": steps, "length": steps - first + 1,
+                    "complete": False})
+    return out
