@@ -1,8 +1,14 @@
-"""Training throughput: baseline CE vs GAPT forced into compression vs GAPT + alignment every step.
+"""Training throughput: baseline CE vs GAPT forced into compression vs GAPT + alignment every step, and the
+information-plane monitor's cost at its default interval.
 
 Same model, same batches; the three arms are interleaved in repetitions (arm order rotates) so that
 machine-load drift hits all of them alike. Reports median tokens/s per arm and overhead ratios
 ``tps_baseline / tps_arm - 1``. Target (issue): GAPT overhead <= 10% without alignment tracking.
+
+Monitor: in every repetition, right after the baseline arm's steps, one probe of
+:class:`~infoplane.probe.monitor.InfoPlaneMonitor` (default :class:`ProbeConfig`, held-out split) on the
+baseline model; overhead = probe seconds / (``--monitor-every`` x seconds per plain step), as the median of
+the per-repetition ratios. Target (issue): <= 10% of training time.
 
     python benchmarks/bench_train.py                       # 4 layers, d 128, ctx 128, BPE 2048, B 16
     python benchmarks/bench_train.py --steps 10 --reps 5 --threads 2 --json out.json
@@ -13,20 +19,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 
 import torch
 
 from infoplane.data.lm_data import prepare_lm_data
+from infoplane.probe.config import ProbeConfig
+from infoplane.probe.monitor import InfoPlaneMonitor
 from infoplane.train.config import TrainConfig
 from infoplane.train.trainer import Trainer
 
 ARMS = {
     # name -> TrainConfig overrides
-    "baseline_ce": {"objective": "ce", "log_mbe": False},
-    "gapt_compress": {"objective": "gapt",
+    "baseline_ce": {"objective": {"kind": "ce", "log_mbe": False}},
+    "gapt_compress": {"objective": {"kind": "gapt"},
                       "controller": {"start": "compress", "patience_comp": 10**9, "spike_tol": 1e9}},
-    "gapt_compress_align1": {"objective": "gapt", "align_every": 1,
+    "gapt_compress_align1": {"objective": {"kind": "gapt"}, "align_every": 1,
                              "controller": {"start": "compress", "patience_comp": 10**9, "spike_tol": 1e9}},
 }
 
@@ -44,20 +53,35 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per arm before timing")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write results here")
+    ap.add_argument("--monitor-every", type=int, default=None,
+                    help="probe interval in steps (default: InfoPlaneMonitor's default)")
+    ap.add_argument("--no-monitor", action="store_true", help="skip the monitor measurement")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     tok, splits = prepare_lm_data("kjv", args.tokenizer, 0.05, seed=0)
     trainers = {}
     for name, over in ARMS.items():
-        cfg = TrainConfig(n_layer=args.n_layer, d_model=args.d_model, n_head=args.n_head,
-                          block_size=args.block_size, batch_size=args.batch_size,
+        model = {"n_layer": args.n_layer, "d_model": args.d_model, "n_head": args.n_head,
+                 "block_size": args.block_size}
+        cfg = TrainConfig(model=model, batch_size=args.batch_size,
                           steps=10**6, eval_every=0, progress=False, checkpoint_steps="final",
                           out_dir="/tmp/infoplane-bench-unused", warmup_steps=0, **over)
         trainers[name] = Trainer(cfg, splits=splits, tokenizer=tok)
     for tr in trainers.values():
         for _ in range(args.warmup):
             tr.train_step()
+    monitor, probe_dir = None, tempfile.TemporaryDirectory(prefix="infoplane-bench-monitor-")
+    every = args.monitor_every or InfoPlaneMonitor().every
+    if not args.no_monitor:
+        probe_cfg = ProbeConfig(seq_len=min(ProbeConfig().seq_len, args.block_size))
+        ids = splits.val.tolist()
+        held_out = [ids[i:i + probe_cfg.seq_len] for i in range(0, len(ids) - probe_cfg.seq_len + 1,
+                                                                  probe_cfg.seq_len)]
+        monitor = InfoPlaneMonitor(held_out, probe_cfg, every=every, out_dir=probe_dir.name)
+        monitor.probe(trainers["baseline_ce"].model, 0)  # warm-up: plans the probe set once (not timed)
+    probe_s: list[float] = []
+    step_s: list[float] = []
     tokens_per_step = args.batch_size * args.block_size
     names = list(ARMS)
     # wall-clock and process-CPU throughput; on a shared machine with 1 thread the CPU-time figure measures
@@ -72,6 +96,11 @@ def main(argv: list[str] | None = None) -> dict:
                 tr.train_step()
             tps["wall"][name].append(args.steps * tokens_per_step / (time.perf_counter() - t0))
             tps["cpu"][name].append(args.steps * tokens_per_step / (time.process_time() - c0))
+            if name == "baseline_ce" and monitor is not None:  # side by side: the probe right after
+                step_s.append(args.steps * tokens_per_step / tps["wall"][name][-1] / args.steps)
+                t1 = time.perf_counter()
+                monitor.probe(tr.model, r + 1)
+                probe_s.append(time.perf_counter() - t1)
     res: dict = {
         "config": vars(args), "threads": torch.get_num_threads(), "vocab_size": tok.get_vocab_size(),
         "params": trainers["baseline_ce"].model.num_parameters(), "tokens_per_step": tokens_per_step,
@@ -93,6 +122,17 @@ def main(argv: list[str] | None = None) -> dict:
                 f"   overhead {100 * res[clock]['overhead_ratio_of_medians'][n]:+.1f}% (ratio of medians), "
                 f"{100 * paired[n]:+.1f}% (median of paired ratios)")
             print(f"  {n:22s} {med[n]:9.0f}{extra}")
+    if monitor is not None:
+        ratios = [p / (every * s) for p, s in zip(probe_s, step_s)]
+        res["monitor"] = {"every": every, "probe_seconds": probe_s, "step_seconds": step_s,
+                          "n_samples": monitor.rows[0]["n_samples"],
+                          "overhead_median": statistics.median(ratios), "overhead_all": ratios}
+        print(f" monitor (probe of {res['monitor']['n_samples']} positions every {every} steps, default "
+              f"ProbeConfig): probe {statistics.median(probe_s):.3f} s, plain step "
+              f"{statistics.median(step_s):.4f} s -> overhead "
+              f"{100 * res['monitor']['overhead_median']:+.1f}% of training time "
+              "(median of paired ratios; target <= 10%)")
+    probe_dir.cleanup()
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(res, fh, indent=2)
