@@ -7,6 +7,9 @@
   random offset and visits them in a random order; the randomness is a pure function of (seed, epoch), so the
   sampler's whole state is ``{epoch, position}`` (stored in checkpoints; resume is exact).
 - :func:`val_batches`: a fixed list of validation batches (first windows of the held-out stream).
+- Token shards: a corpus spec ``"shards:PATTERN"`` (e.g. ``"shards:data/fineweb10B/fineweb_train_*.bin"``)
+  names pre-tokenized modded-nanogpt shards; :func:`shard_pattern` recognises it and :func:`open_shard_splits`
+  maps the training and validation shards (:mod:`infoplane.data.shards`) without loading them.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ import numpy as np
 import torch
 
 from infoplane.data.corpus import Corpus, load_corpus
+from infoplane.data.shards import ShardedTokens, resolve_shards, shards_fingerprint
 from infoplane.data.tokenizer import encode_texts, eos_id, resolve_tokenizer
 
 __all__ = ["TokenSplits", "split_documents", "tokens_from_texts", "prepare_lm_data", "BatchSampler",
-           "val_batches"]
+           "val_batches", "SHARD_PREFIX", "shard_pattern", "ShardSplits", "open_shard_splits"]
+
+SHARD_PREFIX = "shards:"
+
 
 
 @dataclass
@@ -67,6 +74,9 @@ def prepare_lm_data(corpus: str | Corpus | Sequence[str] = "kjv", tokenizer: Any
     """Load ``corpus`` (see :func:`infoplane.data.corpus.load_corpus`), hold out documents, build or load the
     tokenizer (spec string or tokenizer object; ``bpe:N`` trains on the training documents only) and encode
     both splits. Returns ``(tokenizer, TokenSplits)``."""
+    if isinstance(corpus, str) and shard_pattern(corpus) is not None:
+        raise ValueError(f"corpus {corpus!r} names token shards, which are already tokenized and are not "
+                         "loaded into memory: use open_shard_splits (the Trainer does)")
     c = load_corpus(corpus)
     texts = c.texts
     tr_idx, va_idx = split_documents(len(texts), val_fraction, seed)
@@ -161,3 +171,44 @@ def val_batches(tokens: torch.Tensor, batch_size: int, block_size: int,
         w = tokens[idx]
         out.append((w[:, :-1].contiguous(), w[:, 1:].contiguous()))
     return out
+
+
+def shard_pattern(spec: Any) -> str | None:
+    """The shard glob of a corpus spec ``"shards:PATTERN"`` (None for any other spec); an empty pattern is a
+    ValueError."""
+    if not isinstance(spec, str) or not spec.startswith(SHARD_PREFIX):
+        return None
+    pattern = spec[len(SHARD_PREFIX):].strip()
+    if not pattern:
+        raise ValueError(f"corpus spec {spec!r}: expected 'shards:PATTERN', e.g. "
+                         "'shards:data/fineweb10B/fineweb_train_*.bin'")
+    return pattern
+
+
+@dataclass
+class ShardSplits:
+    """Memory-mapped training / validation shards (never loaded whole): train [N] and val [M] (or None) as
+    :class:`~infoplane.data.shards.ShardedTokens`; fingerprint: what a checkpoint records about them."""
+
+    train: ShardedTokens
+    val: ShardedTokens | None
+    fingerprint: dict[str, Any]
+
+
+def open_shard_splits(train_spec: str, val_spec: str | None = None) -> ShardSplits:
+    """Open ``"shards:TRAIN_PATTERN"`` and (optionally) ``"shards:VAL_PATTERN"`` (the prefix is optional for
+    ``val_spec``); headers are validated, tokens are mapped, not read."""
+    pattern = shard_pattern(train_spec)
+    if pattern is None:
+        raise ValueError(f"expected a token-shard corpus spec 'shards:PATTERN', got {train_spec!r}")
+    train_files = resolve_shards(pattern)
+    val_files = None
+    if val_spec:
+        val_files = resolve_shards(shard_pattern(val_spec) or val_spec)
+        overlap = sorted({str(f.resolve()) for f in train_files} & {str(f.resolve()) for f in val_files})
+        if overlap:
+            raise ValueError(f"the validation shards overlap the training shards: {overlap[:3]}")
+    fp = {"train": shards_fingerprint(train_files),
+          "val": shards_fingerprint(val_files) if val_files else None}
+    return ShardSplits(train=ShardedTokens(train_files), val=ShardedTokens(val_files) if val_files else None,
+                       fingerprint=fp)

@@ -29,7 +29,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from infoplane.data.lm_data import shard_pattern
 from infoplane.io import strict_from_dict
+from infoplane.train.device import PRECISIONS, check_device_spec
 from infoplane.train.model import GPTConfig
 from infoplane.train.objective import KINDS, ObjectiveConfig
 from infoplane.train.phases import PhaseControllerConfig
@@ -51,8 +53,11 @@ def _default_controller() -> PhaseControllerConfig:
 class TrainConfig:
     """Everything a training run needs; ``to_dict()`` is stored in every checkpoint.
 
-    Data: ``corpus`` (embedded name such as ``"kjv"`` or a .txt/.jsonl path), ``tokenizer`` (``"bpe:N"``,
-    ``"byte"``, ``"gpt2:DIR"`` or a tokenizer JSON path), ``val_fraction`` of documents held out.
+    Data: ``corpus`` (embedded name such as ``"kjv"``, a .txt/.jsonl path, or pre-tokenized token shards
+    ``"shards:PATTERN"`` in the modded-nanogpt format, memory-mapped, never loaded whole), ``tokenizer``
+    (``"bpe:N"``, ``"byte"``, ``"gpt2:DIR"`` or a tokenizer JSON path; with shards only saved beside
+    checkpoints, or ``"none"``), ``val_fraction`` of documents held out (text corpora), ``val_corpus`` the
+    validation shards ``"shards:PATTERN"`` (shards only; None = no validation).
     Model: ``model`` (:class:`~infoplane.train.model.GPTConfig`; its ``vocab_size`` is replaced by the
     tokenizer's and its ``seed`` by the run's ``seed``).
     Objective: ``objective`` (:class:`~infoplane.train.objective.ObjectiveConfig`: kind ce / ce+mbe / gapt,
@@ -67,12 +72,15 @@ class TrainConfig:
     Checkpoints: ``checkpoint_steps`` = list of steps, or ``"log:N"`` (N log-spaced steps), or ``"every:K"``;
     the final step is always saved.
     Robustness: ``max_nonfinite`` consecutive non-finite losses abort the run (each one is skipped).
+    Hardware: ``device`` "cpu" (default), "cuda" / "cuda:N" (under torchrun: the rank's GPU) or "auto";
+    ``precision`` "fp32" (default), "bf16" (autocast) or "fp16" (autocast with loss scaling, CUDA only).
     """
 
     # data
     corpus: str = "kjv"
     tokenizer: str = "bpe:2048"
     val_fraction: float = 0.05
+    val_corpus: str | None = None
     # parts
     model: GPTConfig = field(default_factory=GPTConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -100,6 +108,8 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = False
     num_threads: int | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name, cls in _PARTS.items():
@@ -153,6 +163,27 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.objective.layers={o.layers!r} does not fit "
                                  f"model.n_layer={self.model.n_layer}: {exc}") from None
         checkpoint_schedule(self.checkpoint_steps, self.steps)  # validates the spec
+        self._validate_data_and_device()
+
+    def _validate_data_and_device(self) -> None:
+        check_device_spec(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("TrainConfig.precision 'fp16' (autocast with loss scaling) needs device 'cuda' "
+                             "or 'auto'; on CPU use 'bf16' or 'fp32'")
+        shards = shard_pattern(self.corpus) is not None
+        if self.val_corpus is not None and (not shards or not isinstance(self.val_corpus, str)):
+            raise ValueError(f"TrainConfig.val_corpus names validation token shards ('shards:PATTERN') and "
+                             f"needs a shard corpus, got val_corpus={self.val_corpus!r} with "
+                             f"corpus={self.corpus!r}")
+        if shards and isinstance(self.tokenizer, str) and self.tokenizer.startswith("bpe:"):
+            raise ValueError(f"TrainConfig.tokenizer {self.tokenizer!r} would train a BPE, but corpus "
+                             f"{self.corpus!r} is already tokenized: give the shards' tokenizer ('gpt2:DIR' "
+                             "or a tokenizer.json, saved with checkpoints) or 'none'")
+        if self.tokenizer == "none" and not shards:
+            raise ValueError(f"TrainConfig.tokenizer 'none' is only for token shards; corpus {self.corpus!r} "
+                             "needs a tokenizer")
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _PARTS}

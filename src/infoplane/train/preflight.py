@@ -21,13 +21,17 @@ from typing import Any
 import torch
 
 __all__ = ["RESUMABLE", "check_memory", "estimate_train_bytes", "physical_memory_bytes", "check_token_range",
-           "data_fingerprint", "resume_differences"]
+           "data_fingerprint", "resume_differences", "ADDED_FIELDS"]
 
 # TrainConfig fields a resumed run may change: they decide how long, how often to measure and to save,
 # and where output goes, never what one optimiser step computes (steps also moves the cosine schedule's end,
 # which the trainer warns about)
+# (device too: the same step on another device differs only by rounding)
 RESUMABLE = frozenset({"steps", "eval_every", "align_every", "checkpoint_steps", "progress", "tensorboard",
-                       "num_threads", "max_nonfinite", "out_dir"})
+                       "num_threads", "max_nonfinite", "out_dir", "device"})
+# TrainConfig fields added after runs were saved without them, with the value those runs used: a saved run
+# that lacks the key resumes when the current value is this one
+ADDED_FIELDS: dict[str, Any] = {"device": "cpu", "precision": "fp32", "val_corpus": None}
 
 _F32 = 4  # bytes per float32 value
 
@@ -100,14 +104,21 @@ def check_token_range(train: torch.Tensor, val: torch.Tensor, vocab_size: int) -
 def data_fingerprint(splits: Any, tokenizer: Any) -> dict[str, Any]:
     """What a checkpoint records about its data: the corpus fingerprint, the SHA-256 of the training and
     validation token streams (catches a changed corpus file or tokenizer), their lengths, and the SHA-256 of
-    the tokenizer's serialisation (None when it has no ``to_str()``)."""
+    the tokenizer's serialisation (None when it has no ``to_str()``). For token shards
+    (:class:`~infoplane.data.lm_data.ShardSplits`) the streams are not read: ``tokens_sha256`` hashes every
+    file's name, size and first and last 64 KiB (:func:`~infoplane.data.shards.shards_fingerprint`)."""
+    tok = None
+    if tokenizer is not None and hasattr(tokenizer, "to_str"):
+        tok = hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()
+    if isinstance(splits.fingerprint, dict):  # token shards
+        fp = splits.fingerprint
+        h = hashlib.sha256(json.dumps(fp, sort_keys=True).encode("utf-8"))
+        return {"corpus": None, "tokens_sha256": h.hexdigest(), "n_train_tokens": fp["train"]["n_tokens"],
+                "n_val_tokens": fp["val"]["n_tokens"] if fp.get("val") else 0, "tokenizer_sha256": tok}
     h = hashlib.sha256()
     for ids in (splits.train, splits.val):
         h.update(ids.to(torch.int64).contiguous().numpy().tobytes())
         h.update(b"|")
-    tok = None
-    if tokenizer is not None and hasattr(tokenizer, "to_str"):
-        tok = hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()
     return {"corpus": getattr(splits, "fingerprint", "") or None, "tokens_sha256": h.hexdigest(),
             "n_train_tokens": int(splits.train.numel()), "n_val_tokens": int(splits.val.numel()),
             "tokenizer_sha256": tok}
@@ -140,6 +151,8 @@ def resume_differences(saved: Mapping[str, Any] | None, now: Mapping[str, Any],
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key.split(".", 1)[0] in skip:
+            continue
+        if key not in a and key in ADDED_FIELDS and skip is RESUMABLE and b.get(key) == ADDED_FIELDS[key]:
             continue
         va, vb = a.get(key), b.get(key)
         if va != vb:

@@ -18,6 +18,11 @@ One optimiser step ``t`` (1-based in the log):
    held-out CE and per-layer MBE (no grad);
 7. one JSON line per step (flushed) and, at scheduled steps, an atomic, checksummed checkpoint.
 
+Hardware (:mod:`infoplane.train.device`): ``device`` cpu / cuda / auto, NCCL process group on CUDA (gloo on
+CPU); ``precision`` fp32 (the plain path), bf16 or fp16 autocast around the model's forward only (MBE runs in
+float32 with autocast off; fp16 adds loss scaling). Data (:mod:`infoplane.train.data_setup`): a text corpus or
+memory-mapped token shards (``corpus = "shards:PATTERN"``), whose sampler reads only this rank's rows.
+
 The run directory's rules (a used directory needs ``resume`` or ``overwrite``; a resume must match; corrupt
 checkpoints are set aside; one process at a time, by lock) are in :mod:`infoplane.train.rundir`; memory and
 token ids are checked (:mod:`infoplane.train.preflight`) before the data is prepared / the model is built.
@@ -36,19 +41,17 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from infoplane.data.lm_data import BatchSampler, TokenSplits, prepare_lm_data, val_batches
-from infoplane.data.tokenizer import load_tokenizer, save_tokenizer
+from infoplane.data.lm_data import TokenSplits
+from infoplane.data.tokenizer import save_tokenizer
 from infoplane.estimators.matrix import patch_matrix_entropy
 from infoplane.io import atomic_write_json, dir_lock
 from infoplane.train import preflight, rundir
@@ -60,8 +63,11 @@ from infoplane.train.checkpoint import (
     set_rng_state,
 )
 from infoplane.train.config import TrainConfig, checkpoint_schedule
+from infoplane.train.data_setup import setup_data
+from infoplane.train.device import Precision, init_distributed, resolve_device
 from infoplane.train.model import GPT
 from infoplane.train.objective import GaptObjective, ObjectiveTerms, mean_signals
+from infoplane.train.result import TrainResult, read_log
 from infoplane.train.schedule import lr_at
 
 __all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "train", "lr_at", "read_log"]
@@ -69,49 +75,6 @@ __all__ = ["Trainer", "TrainResult", "NonFiniteLossError", "train", "lr_at", "re
 
 class NonFiniteLossError(RuntimeError):
     """Raised after ``max_nonfinite`` consecutive steps with a non-finite loss."""
-
-
-@dataclass
-class TrainResult:
-    """Summary of a finished run (also written to ``out_dir/summary.json``)."""
-
-    out_dir: Path
-    log_path: Path
-    steps: int
-    tokens: int
-    final_val_ce: float | None
-    final_val_mbe: dict[int, float]
-    final_val_mbe_mean: float | None
-    switches: list[dict[str, Any]]
-    checkpoints: list[Path]
-    skipped_steps: int
-    wall_time: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "out_dir": str(self.out_dir), "log_path": str(self.log_path), "steps": self.steps,
-            "tokens": self.tokens, "final_val_ce": self.final_val_ce,
-            "final_val_mbe": {str(k): v for k, v in self.final_val_mbe.items()},
-            "final_val_mbe_mean": self.final_val_mbe_mean, "n_switches": len(self.switches),
-            "switches": self.switches, "checkpoints": [str(p) for p in self.checkpoints],
-            "skipped_steps": self.skipped_steps, "wall_time": self.wall_time, **self.extra,
-        }
-
-
-def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Records of a training JSONL log."""
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def _dist_info() -> tuple[bool, int, int]:
-    """(distributed, rank, world_size); initialises a gloo process group from torchrun env vars if needed."""
-    if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group("gloo")
-    if dist.is_available() and dist.is_initialized():
-        return True, dist.get_rank(), dist.get_world_size()
-    return False, 0, 1
 
 
 class Trainer:
@@ -142,7 +105,11 @@ class Trainer:
                              "overwrite replaces it")
         self.config = cfg = config
         self.callbacks = list(callbacks)
-        self.distributed, self.rank, self.world = _dist_info()
+        self.device = resolve_device(cfg.device)  # a missing GPU is an error before any work
+        self.precision = Precision(cfg.precision, self.device)
+        self.distributed, self.rank, self.world = init_distributed(self.device)
+        # collectives: NCCL needs CUDA tensors, gloo CPU ones
+        self._comm_device = self.device if self.distributed and dist.get_backend() == "nccl" else None
         if cfg.batch_size % (self.world * cfg.grad_accum):
             raise ValueError(f"batch_size {cfg.batch_size} must be divisible by world_size x grad_accum = "
                              f"{self.world} x {cfg.grad_accum}")
@@ -160,23 +127,12 @@ class Trainer:
             preflight.check_memory(cfg, guess, self.world)
 
         # data + tokenizer (on resume the saved tokenizer is reused, so BPE is not retrained)
-        if splits is None:
-            tok_spec: Any = cfg.tokenizer
-            if resume_from is not None and (resume_from / "tokenizer.json").is_file():
-                tok_spec = load_tokenizer(resume_from / "tokenizer.json")
-            tokenizer, splits = prepare_lm_data(cfg.corpus, tok_spec, cfg.val_fraction, cfg.seed)
-        self.tokenizer, self.splits = tokenizer, splits
-        if vocab_size is None:
-            if tokenizer is None or not hasattr(tokenizer, "get_vocab_size"):
-                raise ValueError("vocab_size is required when the tokenizer has no get_vocab_size()")
-            vocab_size = int(tokenizer.get_vocab_size())
-        preflight.check_memory(cfg, vocab_size, self.world)
-        preflight.check_token_range(splits.train, splits.val, vocab_size)
-        self.data = preflight.data_fingerprint(splits, tokenizer)
-        self.model_config = dataclasses.replace(cfg.model, vocab_size=vocab_size, seed=cfg.seed)
-        self.model = GPT(self.model_config)
-        self.sampler = BatchSampler(splits.train, cfg.batch_size, cfg.block_size, seed=cfg.seed)
-        self.val = val_batches(splits.val, cfg.batch_size, cfg.block_size, cfg.eval_batches)
+        rd = setup_data(cfg, resume_from=resume_from, splits=splits, tokenizer=tokenizer,
+                        vocab_size=vocab_size, rank=self.rank, world=self.world)
+        self.tokenizer, self.splits, self.data = rd.tokenizer, rd.splits, rd.fingerprint
+        self.model_config = dataclasses.replace(cfg.model, vocab_size=rd.vocab_size, seed=cfg.seed)
+        self.model = GPT(self.model_config).to(self.device)
+        self.sampler, self.val = rd.sampler, rd.val
         self.objective = GaptObjective(cfg.objective, controller_config=cfg.controller)
         self.controller = self.objective.controller  # None unless GAPT
         self.optimizer = self._make_optimizer()
@@ -197,7 +153,9 @@ class Trainer:
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp_model = DistributedDataParallel(self.model)  # broadcasts rank 0's weights
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # broadcasts rank 0's weights
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
         self._tb = None
 
     # ------------------------------------------------------------------ setup helpers
@@ -216,6 +174,7 @@ class Trainer:
                             warn=self.rank == 0)
         self.model.load_state_dict(model.state_dict())
         load_optimizer_state(self.optimizer, ckpt)
+        self.precision.load_state_dict(meta["trainer_state"].get("grad_scaler"))
         st = meta["trainer_state"]
         self.step = int(st["step"])
         self.tokens = int(st["tokens"])
@@ -243,14 +202,14 @@ class Trainer:
     def _all_reduce_mean(self, values: list[float]) -> list[float]:
         if not self.distributed:
             return values
-        t = torch.tensor(values, dtype=torch.float64)
+        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device)
         dist.all_reduce(t)
         return (t / self.world).tolist()
 
     def _any_rank(self, flag: bool) -> bool:
         if not self.distributed:
             return flag
-        t = torch.tensor([1.0 if flag else 0.0])
+        t = torch.tensor([1.0 if flag else 0.0], device=self._comm_device)
         dist.all_reduce(t)
         return bool(t.item() > 0)
 
@@ -263,8 +222,10 @@ class Trainer:
         self.model.train()
         x, y = self.sampler.next_batch()
         per_rank = cfg.batch_size // self.world
-        x = x[self.rank * per_rank:(self.rank + 1) * per_rank]
-        y = y[self.rank * per_rank:(self.rank + 1) * per_rank]
+        if not getattr(self.sampler, "rank_local", False):  # the global batch: keep this rank's rows
+            x = x[self.rank * per_rank:(self.rank + 1) * per_rank]
+            y = y[self.rank * per_rank:(self.rank + 1) * per_rank]
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         micro = per_rank // cfg.grad_accum
         phase = self.phase
         lr = lr_at(self.step, cfg)
@@ -282,19 +243,21 @@ class Trainer:
             last = k == cfg.grad_accum - 1
             ctx = self.ddp_model.no_sync() if (self.distributed and not last) else contextlib.nullcontext()
             with ctx:
-                out = self.ddp_model(xb, yb)
+                with self.precision.autocast():
+                    out = self.ddp_model(xb, yb)
                 t = self.objective(out.loss, out.hidden_states, step=self.step, micro=k)
                 if t.finite and do_align and k == 0:
                     align = self._alignment(out.loss, out.hidden_states)
                 if self._any_rank(not t.finite):
                     skipped = True
                     break
-                (t.loss / cfg.grad_accum).backward()
+                self.precision.backward(t.loss / cfg.grad_accum)
             terms.append(t)
             losses.append(float(t.loss.detach()))
 
         grad_norm = None
         if not skipped:
+            self.precision.unscale(self.optimizer)
             if cfg.grad_clip > 0:
                 gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             else:
@@ -304,11 +267,12 @@ class Trainer:
             if not math.isfinite(grad_norm):
                 skipped = True
         if skipped:
+            self.precision.skip()
             self.optimizer.zero_grad(set_to_none=True)
             self.consecutive_nonfinite += 1
             self.skipped_total += 1
         else:
-            self.optimizer.step()
+            self.precision.step(self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
             self.consecutive_nonfinite = 0
             self.tokens += cfg.batch_size * cfg.block_size  # CE tokens (global)
@@ -366,7 +330,9 @@ class Trainer:
         ce_tot, n_tok = 0.0, 0
         mbe_tot = [0.0] * self.config.model.n_layer
         for xb, yb in self.val:
-            out = self.model(xb, yb)
+            xb, yb = xb.to(self.device), yb.to(self.device)
+            with self.precision.autocast():
+                out = self.model(xb, yb)
             ce_tot += float(out.loss) * yb.numel()
             n_tok += yb.numel()
             for i, h in enumerate(out.hidden_states):
@@ -401,6 +367,7 @@ class Trainer:
             "rng": rng_state(), "log_position": self.log_position, "log_file": self.log_path.name,
             "log_sha256": self._log_hash.hexdigest(), "world_size": self.world, "last_val": self.last_val,
             "data": self.data,
+            **({"grad_scaler": self.precision.state_dict()} if self.precision.scaler is not None else {}),
         }
 
     def save(self) -> Path | None:
