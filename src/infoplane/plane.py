@@ -249,7 +249,8 @@ def layer_means(plane_rows: Iterable[Mapping[str, Any]], exclude_layers: tuple[i
                                        for k in str(r.get("invalid_reason") or "").split("; ")))
             layer_reason = (f"{len(bad)} of {len(rows)} layers invalid (layers "
                             f"{', '.join(str(r.get('layer')) for r in bad)}: {', '.join(kinds)})")
-            reason = "; ".join(x for x in (layer_reason, reason) if x)
+            own = [x for x in reason.split("; ") if x and x.split(" (")[0] not in kinds]  # new at the mean
+            reason = "; ".join([layer_reason, *own])
         mean_row["optimality_of_means"] = _optimality(mean_row.get("expressivity"),
                                                       mean_row.get("complexity"), defined)
         mean_row["valid"], mean_row["invalid_reason"] = not reason, reason

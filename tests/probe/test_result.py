@@ -11,7 +11,7 @@ from _probe_helpers import TEXTS
 from infoplane.plane import plane_table
 from infoplane.probe.analyze import analyze
 from infoplane.probe.config import ProbeConfig
-from infoplane.probe.result import FRAME_COLUMNS, ProbeResult
+from infoplane.probe.result import FRAME_COLUMNS, PLANE_FRAME_COLUMNS, ProbeResult
 
 SETS = ["input_1", "output_1", "input_2", "output_2", "input_3", "output_3", "book"]
 
@@ -47,7 +47,10 @@ def test_to_frame_is_long_format():
     wide = df.pivot_table(index=["layer", "label_set"], columns="quantity", values="value")
     assert wide.shape == (31 * len(SETS), len(quantities))
     plane = res.to_frame("plane")
-    assert list(plane.columns) == FRAME_COLUMNS
+    assert list(plane.columns) == PLANE_FRAME_COLUMNS
+    for p in res.plane:  # each quantity carries its plane row's flags
+        got = plane[(plane.layer == p["layer"]) & (plane.label_set == f"input_{p['n']}/output_{p['n']}")]
+        assert set(got["valid"]) == {p["valid"]} and set(got["invalid_reason"]) == {p["invalid_reason"]}
     assert {"complexity", "expressivity", "optimality"} <= set(plane["quantity"])
     assert set(plane["label_set"]) == {"input_1/output_1", "input_2/output_2", "input_3/output_3"}
     assert "mean" in set(plane["layer"])

@@ -3,7 +3,8 @@
 Rows are one per (hidden state, label set) with values normalised by log m (soft-entropy, accumulator.py);
 plane rows are the measures of :func:`infoplane.plane.plane_table` per (hidden state, n) plus layer means.
 ``to_frame()`` gives the long format (one row per quantity), ``summary()`` the layer means, ``repr`` a
-layers x label sets table of MI.
+layers x label sets table of MI. Plane rows carry their validity (``valid``, ``invalid_reason``:
+:func:`infoplane.plane.row_validity`); ``to_frame("plane")`` and ``summary()`` show it.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from infoplane.io import atomic_write_bytes, atomic_write_csv, atomic_write_json
 from infoplane.plane import PLANE_COLUMNS
 from infoplane.probe.labels import parse_label_set
 
-__all__ = ["ProbeResult", "RESULT_COLUMNS", "FRAME_COLUMNS", "ordered_columns", "result_rows"]
+__all__ = ["ProbeResult", "RESULT_COLUMNS", "FRAME_COLUMNS", "PLANE_FRAME_COLUMNS", "ordered_columns",
+           "result_rows"]
 
 RESULT_COLUMNS = [
     "model", "step", "layer", "label_set", "kind", "n", "entropy", "mi", "mi_null", "singleton_mass",
     "n_labels", "capacity", "conditional_entropy", "regularity", "n_samples",
 ]
 FRAME_COLUMNS = ["model", "step", "layer", "label_set", "quantity", "value", "n_samples", "seed"]
+PLANE_FRAME_COLUMNS = FRAME_COLUMNS + ["valid", "invalid_reason"]  # the plane row's validity, per quantity
 _ROW_KEYS = ("model", "step", "layer", "label_set", "kind", "n", "n_samples")
-_PLANE_KEYS = ("model", "step", "aggregate", "layer", "n")
+_PLANE_KEYS = ("model", "step", "aggregate", "layer", "n", "valid", "invalid_reason")
 _REPR_MAX_LAYERS = 40  # more hidden states than this: the repr shows the first and last 16
 
 
@@ -66,8 +69,18 @@ def _num(v: Any) -> float | None:
 
 
 def _fmt(v: Any, width: int = 8) -> str:
+    """``v`` with 4 decimals; ``-`` when missing, ``nan``/``inf`` as such (an undefined value is shown)."""
     x = _num(v)
-    return f"{'-':>{width}}" if x is None or not np.isfinite(x) else f"{x:{width}.4f}"
+    if x is None:
+        return f"{'-':>{width}}"
+    return f"{x:{width}.4f}" if np.isfinite(x) else f"{str(x):>{width}}"
+
+
+def _flag(v: Any) -> bool | None:
+    """A ``valid`` cell as a bool (it is the text ``"True"``/``"False"`` after a CSV round trip)."""
+    if v is None or v == "":
+        return None
+    return v if isinstance(v, bool) else str(v) == "True"
 
 
 def _short(label_set: str) -> str:
@@ -114,8 +127,10 @@ class ProbeResult:
         """Long-format ``pandas.DataFrame`` with :data:`FRAME_COLUMNS`: one row per quantity.
 
         ``table="rows"``: quantities of every (layer, label set) row (``entropy``, ``mi``, ``mi_null``, ...).
-        ``table="plane"``: information-plane measures per (layer, n); ``label_set`` is
-        ``"input_<n>/output_<n>"`` and ``layer`` is ``"mean"`` for the layer means (embedding excluded).
+        ``table="plane"``: information-plane measures per (layer, n) with :data:`PLANE_FRAME_COLUMNS`;
+        ``label_set`` is ``"input_<n>/output_<n>"``, ``layer`` is ``"mean"`` for the layer means (embedding
+        excluded), and ``valid``/``invalid_reason`` repeat the plane row's flags on each of its quantities (an
+        undefined optimality is a NaN value with ``valid=False`` and the reason).
         """
         import pandas as pd  # lazy: only this method needs pandas
 
@@ -137,7 +152,10 @@ class ProbeResult:
                     if k not in _PLANE_KEYS and _num(v) is not None:
                         out.append({"model": p.get("model"), "step": p.get("step"), "layer": p["layer"],
                                     "label_set": f"input_{p['n']}/output_{p['n']}", "quantity": k,
-                                    "value": float(v), "n_samples": n_samples, "seed": seed})
+                                    "value": float(v), "n_samples": n_samples, "seed": seed,
+                                    "valid": _flag(p.get("valid")),
+                                    "invalid_reason": p.get("invalid_reason")})
+            return pd.DataFrame(out, columns=PLANE_FRAME_COLUMNS)
         return pd.DataFrame(out, columns=FRAME_COLUMNS)
 
     def _header(self) -> str:
@@ -149,19 +167,24 @@ class ProbeResult:
 
     def summary(self) -> str:
         """Layer means (embedding excluded) per n-gram order: entropy H(Z), complexity I(X_n;Z),
-        expressivity I(Z;Y_n), optimality and distance to the bound (Conklin et al. 2026, sec. 2), plus the
-        sequence-label MI."""
+        expressivity I(Z;Y_n), optimality and distance to the bound (Conklin et al. 2026, sec. 2), their
+        validity (``NO`` with a warning line giving the reason), plus the sequence-label MI."""
         lines = [self._header(), "layer mean (embedding excluded):",
-                 "   n   entropy  complexity  expressivity  optimality  distance"]
+                 "   n   entropy  complexity  expressivity  optimality  distance  valid"]
         seq: dict[str, Any] = {}
+        flagged = []
         for r in self.plane:
             if str(r.get("layer")) != "mean":
                 continue
+            valid = _flag(r.get("valid"))
             lines.append(f"  {r.get('n')!s:>2}  {_fmt(r.get('entropy'))}    {_fmt(r.get('complexity'))}"
                          f"      {_fmt(r.get('expressivity'))}    {_fmt(r.get('optimality'))}"
-                         f"  {_fmt(r.get('distance'))}")
+                         f"  {_fmt(r.get('distance'))}  {'-' if valid is None else 'yes' if valid else 'NO'}")
+            if valid is False:
+                flagged.append(f"  warning: n={r.get('n')} invalid: {r.get('invalid_reason')}")
             seq.update({k[len("seq_mi_"):]: v for k, v in r.items() if k.startswith("seq_mi_")
                         and not k.startswith("seq_mi_null_")})
+        lines.extend(flagged)
         for name, v in seq.items():
             lines.append(f"  sequence label {name!r}: I(Z; label) = {_fmt(v).strip()}")
         return "\n".join(lines)
