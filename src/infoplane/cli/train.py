@@ -7,6 +7,7 @@ Examples::
     infoplane train --out runs/gapt --resume                              # continue from the last checkpoint
     infoplane train --out runs/gapt --overwrite --steps 200               # replace the run in runs/gapt
     torchrun --nproc_per_node 2 $(which infoplane) train --out runs/ddp   # data-parallel on CPU (gloo)
+    torchrun --nproc_per_node 8 $(which infoplane) train --config configs/gpt2_124m_gapt.toml   # GPUs (NCCL)
 
 With ``--resume`` the saved run's settings are the base and only the flags given change them (the trainer
 refuses changes it cannot honour, listing them). An invalid flag value is an error naming the flag.
@@ -30,7 +31,8 @@ _OVERRIDES = {
     "seed": "seed", "out": "out_dir", "mbe_weight": ("objective", "mbe_weight"),
     "mbe_layers": ("objective", "layers"), "mbe_scheme": ("objective", "scheme"),
     "eval_every": "eval_every", "align_every": "align_every", "patch_size": ("objective", "patch_size"),
-    "grad_accum": "grad_accum", "threads": "num_threads",
+    "grad_accum": "grad_accum", "threads": "num_threads", "device": "device", "precision": "precision",
+    "val_corpus": "val_corpus", "vocab_size": ("model", "vocab_size"),
 }
 
 
@@ -92,16 +94,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML (.yaml/.yml), TOML (.toml) or JSON file with "
                    "TrainConfig fields (see infoplane.train.config.TrainConfig); flags override it")
     g = p.add_argument_group("data")
-    g.add_argument("--corpus", help="'kjv' (embedded King James Bible) or a .txt/.jsonl file "
-                   "or folder")
+    g.add_argument("--corpus", help="'kjv' (embedded King James Bible), a .txt/.jsonl file or folder, or "
+                   "pre-tokenized modded-nanogpt token shards 'shards:PATTERN' (memory-mapped)")
+    g.add_argument("--val-corpus", metavar="SHARDS", help="validation token shards 'shards:PATTERN' (only "
+                   "with a shard --corpus)")
     g.add_argument("--tokenizer", help="'bpe:N' (train an N-token byte-level BPE on the training split), "
                    "'byte' (256 byte tokens), 'gpt2:DIR' (local vocab.json+merges.txt) "
-                   "or a saved tokenizer.json")
+                   "or a saved tokenizer.json; with token shards only saved with checkpoints, or 'none'")
     g = p.add_argument_group("model size")
     g.add_argument("--n-layer", type=int, help="number of transformer blocks")
     g.add_argument("--d-model", type=int, help="hidden width")
     g.add_argument("--n-head", type=int, help="attention heads; must divide --d-model")
     g.add_argument("--block-size", type=int, help="context length in tokens")
+    g.add_argument("--vocab-size", type=int, help="model vocabulary (token shards only; a text corpus uses "
+                   "its tokenizer's)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, help="optimiser steps")
     g.add_argument("--batch-size", type=int, help="sequences per step, global across processes")
@@ -109,6 +115,10 @@ def register(subparsers: Any) -> None:
     g.add_argument("--lr", type=float, help="peak AdamW learning rate")
     g.add_argument("--seed", type=int, help="seed for data split, sampling and initialisation")
     g.add_argument("--threads", type=int, help="torch CPU threads (unset: torch's choice)")
+    g.add_argument("--device", help="'cpu', 'cuda' (under torchrun: each rank's GPU, NCCL), 'cuda:N' or "
+                   "'auto' (CUDA when available)")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="'fp32'; 'bf16' autocast; 'fp16' "
+                   "autocast with loss scaling (CUDA only)")
     g = p.add_argument_group("objective")
     g.add_argument("--objective", choices=["ce", "ce+mbe", "gapt"], help="training objective")
     g.add_argument("--mbe-weight", type=float, help="lambda, weight of the MBE penalty")
@@ -224,6 +234,15 @@ def build_config(args: argparse.Namespace):
         raise _name_the_flag(args, exc) from None
 
 
+def _check_device(spec: str) -> None:
+    """``--device cuda`` on a machine without CUDA: one line, before any work."""
+    import torch
+
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device: {spec!r} was asked for but CUDA is not available here (torch "
+                         f"{torch.__version__}); use --device cpu or auto")
+
+
 def run(args: argparse.Namespace) -> int:
     from infoplane.io import check_output_dir
 
@@ -232,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
                          "--overwrite replaces it")
     cfg = build_config(args)
     check_output_dir(cfg.out_dir, "--out")
+    _check_device(cfg.device)
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
