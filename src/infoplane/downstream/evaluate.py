@@ -148,8 +148,8 @@ def _model_of(obj: Mapping[str, Any], path: Path) -> str:
 
 def read_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
     """Long rows ``model, task, metric, value, stderr, file`` from lm-eval result files (``results_*.json``
-    or folders holding them; the newest file of a folder wins). The model name is the file's
-    ``model_name``, else ``pretrained=`` of ``config.model_args``, else the folder name."""
+    or folders holding them, searched recursively; the newest file of each folder wins). The model name is
+    the file's ``model_name``, else ``pretrained=`` of ``config.model_args``, else the folder name."""
     rows: list[dict[str, Any]] = []
     for p in paths:
         path = Path(p)
@@ -157,7 +157,8 @@ def read_results(paths: Iterable[str | os.PathLike]) -> list[dict[str, Any]]:
             found = sorted(path.rglob("results_*.json"))
             if not found:
                 raise FileNotFoundError(f"no lm-eval results_*.json under {str(path)!r}")
-            files = [found[-1]]
+            newest = {f.parent: f for f in found}  # one model per folder: its newest file (sorted by date)
+            files = [newest[k] for k in sorted(newest)]
         elif path.is_file():
             files = [path]
         else:
