@@ -5,7 +5,6 @@
   (composes ``plan.py`` corpus -> batches -> labels, ``run.py`` forward with hooks, ``result.py``);
 * :func:`sweep` (``sweep.py``): every checkpoint of a run -> trajectory table (resumable);
 * :func:`analyze_distributed` (``distributed.py``): the same, sharded over ``torch.distributed`` ranks;
-* :func:`correlate` (``correlate.py``): measures vs downstream scores across models;
 * building blocks: n-gram labels (``labels.py``), hidden-state hooks (``capture.py``),
   loading (``models.py``).
 """
@@ -13,7 +12,6 @@
 from .analyze import analyze
 from .capture import HiddenStateCapture, find_hidden_sites, forward_batch
 from .config import ProbeConfig
-from .correlate import correlate
 from .distributed import analyze_distributed, shard_indices
 from .labels import LabelCounter, NgramTable, ngram_tuples, valid_positions
 from .models import LoadedModel, load_model, smollm2_path
@@ -36,7 +34,6 @@ __all__ = [
     "list_checkpoints",
     "analyze_distributed",
     "shard_indices",
-    "correlate",
     "valid_positions",
     "ngram_tuples",
     "NgramTable",
