@@ -274,6 +274,7 @@ for _spec in (
                    "Information plane over training (checkpoints of experiment 2)", depends_on=("lm_gapt",)),
     ExperimentSpec(6, "pretrained", "infoplane.experiments.pretrained", "PretrainedConfig",
                    "A real pretrained model: SmolLM2-135M on the KJV corpus", priority=2),
+    ExperimentSpec(7, "gapt_fair", "infoplane.experiments.gapt_fair", "GaptFairConfig", "GAPT tested fairly"),
 ):
     register(_spec)
 del _spec
