@@ -50,27 +50,65 @@ def _f(v: Any) -> float | None:
     return None if x != x else x
 
 
+_TABLE_KINDS = "a probe.csv, sweep.csv or *_plane.csv written by `infoplane analyze`/`sweep`"
+
+
+def _check_table_file(p: Path) -> None:
+    """A rectangular UTF-8 CSV with a header, else a ValueError naming the file and the first problem."""
+    import csv
+
+    try:
+        with open(p, encoding="utf-8", newline="") as fh:
+            lines = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{str(p)!r} is not a UTF-8 text table (byte {exc.start}): expected "
+                         f"{_TABLE_KINDS}") from None
+    except csv.Error as exc:
+        raise ValueError(f"{str(p)!r} is not a readable CSV ({exc}): expected {_TABLE_KINDS}") from None
+    head = lines[0] if lines else []
+    if not head or head[0].lstrip().startswith(("{", "[")) or len(head) < 2:
+        what = "JSON" if head and head[0].lstrip().startswith(("{", "[")) else "no CSV header"
+        raise ValueError(f"{str(p)!r} is not a results table ({what}; first line {','.join(head)[:60]!r}): "
+                         f"expected {_TABLE_KINDS}")
+    for i, cells in enumerate(lines[1:], start=2):
+        if cells and len(cells) != len(head):
+            raise ValueError(f"{str(p)!r} line {i} has {len(cells)} cells but the header has {len(head)} "
+                             f"columns (a ragged or truncated CSV): expected {_TABLE_KINDS}")
+
+
 def load_plane_rows(rows_or_path: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Plane rows from a CSV path or rows; raw accumulator/probe rows are converted with ``plane_table``."""
+    """Plane rows from a CSV path or rows; raw accumulator/probe rows are converted with ``plane_table``.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file for one that is not a
+    rectangular CSV table (JSON, binary, ragged rows) or lacks the expected columns.
+    """
     from infoplane.io import read_csv
     from infoplane.plane import plane_table
 
+    where = "the results table"
     if isinstance(rows_or_path, (str, os.PathLike)):
         p = Path(rows_or_path)
         if not p.is_file():
-            raise FileNotFoundError(f"results table {str(p)!r} not found: expected a probe.csv, sweep.csv or "
-                                    "*_plane.csv written by `infoplane analyze`/`sweep`")
+            raise FileNotFoundError(f"results table {str(p)!r} not found: expected {_TABLE_KINDS}")
+        _check_table_file(p)
         rows = read_csv(p)
+        where = repr(str(p))
     else:
         rows = [dict(r) for r in rows_or_path]
     if not rows:
-        raise ValueError("the results table is empty")
+        raise ValueError(f"{where} is empty (no data rows)")
     if "complexity" in rows[0]:
-        return rows
-    if "label_set" in rows[0]:
-        return plane_table(rows)
-    raise ValueError(f"unrecognised table: expected probe rows (label_set, mi, ...) or plane rows "
-                     f"(complexity, expressivity, ...), got columns {sorted(rows[0])}")
+        missing = [c for c in ("layer", "n", "expressivity") if c not in rows[0]]
+        if not missing:
+            return rows
+    elif "label_set" in rows[0]:
+        try:
+            return plane_table(rows)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    raise ValueError(f"{where}: unrecognised table: expected probe rows (layer, label_set, entropy, mi, ...) "
+                     f"or plane rows (layer, n, complexity, expressivity, ...), got columns "
+                     f"{sorted(map(str, rows[0]))}")
 
 
 def _series_key(r: Mapping[str, Any]) -> tuple[str, float]:

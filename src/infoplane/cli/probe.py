@@ -23,6 +23,7 @@ def _corpus(spec: str) -> Any:
 def _common(p: argparse.ArgumentParser) -> None:
     """The probe flags: one per :class:`~infoplane.probe.config.ProbeConfig` field (dest = field name,
     default = the dataclass default), plus input, loading and run-time flags."""
+    from infoplane.estimators.accumulator import ZERO_POLICIES
     from infoplane.estimators.calibration import CALIBRATION_METHODS
     from infoplane.probe.config import ProbeConfig
 
@@ -61,6 +62,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory-budget", default=d.memory_budget, metavar="BYTES",
                    help="bytes the probe state may use, e.g. 12GiB (default: half the available memory); "
                         "layers are split into passes to fit, or the run is refused before it starts")
+    g.add_argument("--zero-policy", choices=ZERO_POLICIES, default=d.zero_policy,
+                   help="a position whose hidden state is exactly zero (e.g. an unknown character mapped to "
+                        "a padding id with a zero embedding): stop with its text and token, or skip and "
+                        "count such positions")
     p.add_argument("--gguf-file", default=None, help="GGUF file name inside the MODEL directory")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow custom modelling code shipped with a checkpoint")
@@ -77,9 +82,19 @@ def _config(args: argparse.Namespace) -> Any:
     return ProbeConfig.from_dict({name: getattr(args, name) for name in ProbeConfig.field_names()})
 
 
+def _check_run_flags(args: argparse.Namespace) -> None:
+    """--out and --device are checked before any model is loaded (one-line errors naming the flag)."""
+    from infoplane.io import check_output_dir
+    from infoplane.probe.models import check_device
+
+    check_device(args.device, "--device")
+    check_output_dir(args.out, "--out")
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from infoplane.probe.analyze import analyze
 
+    _check_run_flags(args)
     res = analyze(args.model, _corpus(args.corpus), _config(args), device=args.device,
                   gguf_file=args.gguf_file, trust_remote_code=args.trust_remote_code,
                   progress=not args.quiet, out=args.out)
@@ -100,6 +115,7 @@ def _figures(plane: list[dict[str, Any]], args: argparse.Namespace) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from infoplane.probe.sweep import sweep
 
+    _check_run_flags(args)
     source = args.checkpoints[0] if len(args.checkpoints) == 1 else args.checkpoints
     res = sweep(source, _corpus(args.corpus), _config(args), out=args.out, resume=args.resume,
                 device=args.device, progress=not args.quiet, strict=args.strict)
@@ -115,8 +131,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    from infoplane.io import check_output_dir
     from infoplane.plots import plot_all
 
+    check_output_dir(args.out, "--out")
     paths = plot_all(args.table, args.out, color_by=args.color_by)
     for p in paths:
         print(p)
@@ -154,7 +172,8 @@ def register(subparsers: Any) -> None:
     )
     s.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT_DIR",
                    help="the directory holding the saved checkpoints of one run (step_*/ sub-directories or "
-                        ".gguf files), or the checkpoint paths themselves")
+                        ".gguf files; a training run directory is read from its checkpoints/ folder), or the "
+                        "checkpoint paths themselves")
     _common(s)
     s.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="reuse checkpoints already finished in --out (refused if --out holds a sweep of "

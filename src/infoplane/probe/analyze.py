@@ -28,17 +28,18 @@ from typing import Any
 import torch
 
 from infoplane.estimators.memory import MemoryPlan
-from infoplane.io import versions
+from infoplane.io import check_output_dir, versions
 from infoplane.plane import plane_table
 from infoplane.probe.capture import _accepts, find_hidden_sites, hidden_dims
 from infoplane.probe.config import ProbeConfig
 from infoplane.probe.memory import plan_memory
-from infoplane.probe.models import LoadedModel, load_model
+from infoplane.probe.models import LoadedModel, check_device, load_model
 from infoplane.probe.plan import ProbePlan, prepare_plan
 from infoplane.probe.result import ProbeResult, result_rows
 from infoplane.probe.run import ProbeRun, run_plan
 
-__all__ = ["analyze", "prepare", "run_planned", "finish", "PreparedProbe", "model_context_length"]
+__all__ = ["analyze", "prepare", "run_planned", "finish", "PreparedProbe", "model_context_length",
+           "model_vocab_size"]
 
 
 @dataclass
@@ -69,6 +70,38 @@ def model_context_length(model: torch.nn.Module) -> int | None:
     return None
 
 
+def model_vocab_size(model: torch.nn.Module) -> int | None:
+    """Rows of the input embedding (``get_input_embeddings()``), else ``config.vocab_size``; None if
+    neither is declared."""
+    get = getattr(model, "get_input_embeddings", None)
+    try:
+        emb = get() if callable(get) else None
+    except NotImplementedError:
+        emb = None
+    if isinstance(emb, torch.nn.Embedding):
+        return int(emb.num_embeddings)
+    value = getattr(getattr(model, "config", None), "vocab_size", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _check_token_ids(plan: ProbePlan, vocab: int | None, model_id: str) -> None:
+    """Every forwarded token id must index the embedding (an IndexError deep in the forward otherwise)."""
+    if vocab is None:
+        return
+    bad = [((b.input_ids < 0) | (b.input_ids >= vocab)) & b.attention_mask.bool() for b in plan.batches]
+    n_bad = sum(int(x.sum()) for x in bad)
+    if n_bad == 0:
+        return
+    k = next(i for i, x in enumerate(bad) if bool(x.any()))
+    b = plan.batches[k]
+    row, t = torch.nonzero(bad[k], as_tuple=False)[0].tolist()
+    text = b.text_indices[row] if b.text_indices is not None else row
+    raise ValueError(f"token id {int(b.input_ids[row, t])} (text {text}, position {t}) is outside the "
+                     f"vocabulary of model {model_id!r}, which has {vocab} ids (0..{vocab - 1}); {n_bad} "
+                     "token(s) are out of range. The corpus was tokenised for another model: pass this "
+                     "model's tokenizer, or token ids of this model")
+
+
 def _default_name(loaded: LoadedModel) -> str:
     if loaded.kind == "module":
         return loaded.model_id
@@ -92,6 +125,7 @@ def prepare(
     """Validate, load the model and build the plan (no forward pass yet); arguments as in :func:`analyze`."""
     t_start = time.perf_counter()
     config = ProbeConfig.resolve(config)
+    check_device(device)
     loaded = model if isinstance(model, LoadedModel) else load_model(
         model, tokenizer, gguf_file=gguf_file, trust_remote_code=trust_remote_code, device=device)
     tok = tokenizer if tokenizer is not None else loaded.tokenizer
@@ -108,6 +142,7 @@ def prepare(
         config = config.replace(seq_len=context)
     plan = prepare_plan(corpus, config, tokenizer=tok, sequence_values=sequence_values, pad_id=pad_id,
                         tokenizer_error=loaded.tokenizer_error)
+    _check_token_ids(plan, model_vocab_size(net), loaded.model_id)
     return PreparedProbe(loaded, config, plan, model_name or _default_name(loaded),
                          step if step is not None else loaded.step, t_start)
 
@@ -176,11 +211,17 @@ def finish(prepared: PreparedProbe, run: ProbeRun, result: Any,
         "hidden_dim": run.hidden_dim, "n_hidden_states": run.n_hidden_states,
         "hidden_sites": [s.name for s in run.sites],
         "null": cfg.null, "min_count": cfg.min_count, "shard": list(shard) if shard else None,
-        "all_layers_update": cfg.all_layers_update,
+        "all_layers_update": cfg.all_layers_update, "zero_policy": cfg.zero_policy,
+        "n_skipped_zero": [int(x) for x in result.n_skipped_zero],
         "forward_seconds": round(run.seconds, 3),
         "total_seconds": round(time.perf_counter() - prepared.t_start, 3),
         "versions": versions(),
     }
+    skipped = metadata["n_skipped_zero"]
+    if any(skipped):
+        warnings.warn(f"{prepared.name}: skipped {sum(skipped)} position(s) whose hidden state is exactly "
+                      f"zero (zero_policy='skip'), per hidden state {skipped}; those hidden states are "
+                      "measured on fewer samples (n_skipped_zero in the metadata)", stacklevel=3)
     return ProbeResult(rows, plane_table(rows), metadata)
 
 
@@ -214,10 +255,13 @@ def analyze(
         device: where a model loaded from a path is put (a given module stays where it is).
         gguf_file, trust_remote_code: loading options for HF directories.
         progress: show a progress bar.
-        out: if given, results are written there (``probe.csv``, ``probe_plane.csv``, ``probe.json``).
+        out: if given, results are written there (``probe.csv``, ``probe_plane.csv``, ``probe.json``); a
+            file or an unwritable directory is refused before the model is loaded.
     Returns:
         :class:`~infoplane.probe.result.ProbeResult` (values normalised by log m, as in the paper).
     """
+    if out is not None:
+        check_output_dir(out, "out")
     prepared = prepare(model, corpus, config, tokenizer=tokenizer, sequence_values=sequence_values,
                        model_name=model_name, step=step, device=device, gguf_file=gguf_file,
                        trust_remote_code=trust_remote_code)

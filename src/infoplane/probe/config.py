@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from infoplane.estimators.accumulator import ZERO_POLICIES
 from infoplane.estimators.calibration import CALIBRATION_METHODS
 from infoplane.probe.labels import check_orders, parse_label_set
 
@@ -90,6 +91,11 @@ class ProbeConfig:
             memory on CUDA). ``analyze`` plans layer groups in separate passes to stay within it and refuses
             with a ValueError when one layer alone does not fit (:mod:`infoplane.estimators.memory`). It
             never changes the results, so it is not part of a sweep's resume guard.
+        zero_policy: an analysed position whose hidden state is exactly the zero vector (its direction, and
+            so its soft assignment, is undefined; e.g. a tokenizer mapping unknown characters to a padding
+            id whose embedding row is zero): ``"error"`` stops with a ValueError naming the hidden state,
+            the text and the token; ``"skip"`` leaves the position out of that hidden state's statistics,
+            counts it in the metadata (``n_skipped_zero``) and warns.
     """
 
     orders: tuple[int, ...] = (1, 2, 3)
@@ -106,6 +112,7 @@ class ProbeConfig:
     all_layers_update: bool = False
     sequence_labels: tuple[str, ...] = ()
     memory_budget: int | None = None
+    zero_policy: str = "error"
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -154,6 +161,9 @@ class ProbeConfig:
         put("sequence_labels", tuple(names))
         if self.memory_budget is not None:
             put("memory_budget", parse_bytes(self.memory_budget, "ProbeConfig.memory_budget"))
+        if self.zero_policy not in ZERO_POLICIES:
+            raise ValueError(f"ProbeConfig.zero_policy must be one of {ZERO_POLICIES}, "
+                             f"got {self.zero_policy!r}")
 
     @classmethod
     def resolve(cls, config: ProbeConfig | None) -> ProbeConfig:

@@ -27,7 +27,8 @@ import torch
 
 from infoplane.io import file_sha256
 
-__all__ = ["LoadedModel", "load_model", "smollm2_path", "state_dict_sha256", "is_native_checkpoint"]
+__all__ = ["LoadedModel", "load_model", "smollm2_path", "state_dict_sha256", "is_native_checkpoint",
+           "check_device"]
 
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
@@ -155,6 +156,30 @@ def _load_native(path: Path, device: str | torch.device, dtype: torch.dtype) -> 
     step = step if step is not None else _read_step(path)
     sha = _weights_sha256([path / "model.safetensors"])
     return LoadedModel(model, tokenizer, str(path), sha, "native", step)
+
+
+def check_device(device: str | torch.device, flag: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` after checking it exists on this machine (before any work starts).
+
+    Raises ValueError naming ``flag`` for an unparsable name, CUDA/MPS requested where
+    ``torch.cuda.is_available()``/``torch.backends.mps.is_available()`` is False, or a CUDA index beyond the
+    visible devices.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"{flag}={device!r} is not a torch device (expected e.g. 'cpu', 'cuda', 'cuda:1'): "
+                         f"{exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{flag}={str(device)!r}: cuda requested but torch.cuda.is_available() is False")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{flag}={str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) are "
+                             "visible")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{flag}={str(device)!r}: mps requested but torch.backends.mps.is_available() is "
+                         "False")
+    return dev
 
 
 def load_model(

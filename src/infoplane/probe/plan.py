@@ -44,6 +44,7 @@ class ProbeBatch:
     document_ids: torch.Tensor | None = None
     positions: torch.Tensor | None = None  # [B, T] bool, valid positions
     labels: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [N] int64, singletons = -1
+    text_indices: list[int] | None = None  # [B]: index of each row's text in the corpus (error messages)
 
 
 @dataclass
@@ -152,7 +153,8 @@ def _batches_from_mapping(data: Mapping[str, Any], batch_size: int) -> list[Prob
         sl = slice(s, s + batch_size)
         out.append(ProbeBatch(ids[sl], mask[sl],
                               None if extra["position_ids"] is None else extra["position_ids"][sl],
-                              None if extra["document_ids"] is None else extra["document_ids"][sl]))
+                              None if extra["document_ids"] is None else extra["document_ids"][sl],
+                              text_indices=list(range(ids.shape[0]))[sl]))
     return out
 
 
@@ -183,13 +185,15 @@ def _check_values(sequence_values: Mapping[str, Sequence[Any]], n_rows: int, wha
 
 
 def _sample(config: ProbeConfig, seqs: Sequence[Any], encode: Any, labels: list[dict[str, Any]],
-            seq_names: list[str], source: str) -> tuple[list[list[int]], dict[str, list[Any]]]:
+            seq_names: list[str], source: str) -> tuple[list[list[int]], dict[str, list[Any]], list[int]]:
     """Seeded sample of sequences: truncated to ``seq_len``, cut to exactly ``max_tokens`` valid positions,
-    longest first (statistics do not depend on the order; it limits padding)."""
+    longest first (statistics do not depend on the order; it limits padding). Also returns the index of
+    each chosen sequence in ``seqs``."""
     n_max = max(config.orders)
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(seqs))
     chosen: list[list[int]] = []
+    source_index: list[int] = []
     seq_values: dict[str, list[Any]] = {k: [] for k in seq_names}
     total, max_tokens = 0, config.max_tokens
     for i in order:
@@ -201,6 +205,7 @@ def _sample(config: ProbeConfig, seqs: Sequence[Any], encode: Any, labels: list[
             n_valid = max_tokens - total
             ids = ids[: n_valid + 2 * n_max - 1]
         chosen.append(ids)
+        source_index.append(int(i))
         for k in seq_names:
             seq_values[k].append(labels[i][k])
         total += n_valid
@@ -210,7 +215,8 @@ def _sample(config: ProbeConfig, seqs: Sequence[Any], encode: Any, labels: list[
         raise ValueError(f"no text of {source} is long enough for order {n_max} "
                          f"(each needs >= {2 * n_max} tokens)")
     perm = sorted(range(len(chosen)), key=lambda j: -len(chosen[j]))
-    return [chosen[j] for j in perm], {k: [v[j] for j in perm] for k, v in seq_values.items()}
+    return ([chosen[j] for j in perm], {k: [v[j] for j in perm] for k, v in seq_values.items()},
+            [source_index[j] for j in perm])
 
 
 def _label_prepass(batches: list[ProbeBatch], orders: tuple[int, ...], seq_values: dict[str, list[Any]],
@@ -318,11 +324,11 @@ def prepare_plan(
 
             def encode(ids: Any) -> list[int]:
                 return ids
-        chosen, seq_values = _sample(config, seqs, encode, doc_labels, seq_names, source)
+        chosen, seq_values, text_index = _sample(config, seqs, encode, doc_labels, seq_names, source)
         batches = []
         for s in range(0, len(chosen), batch_size):
             ids_t, mask_t = _pad(chosen[s:s + batch_size], config.padding_side, pad_id)
-            batches.append(ProbeBatch(ids_t, mask_t))
+            batches.append(ProbeBatch(ids_t, mask_t, text_indices=text_index[s:s + batch_size]))
         n_texts = len(chosen)
 
     stats = _label_prepass(batches, orders, seq_values, config.min_count)

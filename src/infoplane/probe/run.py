@@ -23,9 +23,32 @@ from infoplane.probe.capture import (
     hidden_dims,
 )
 from infoplane.probe.config import ProbeConfig
-from infoplane.probe.plan import ProbePlan
+from infoplane.probe.plan import ProbeBatch, ProbePlan
 
 __all__ = ["ProbeRun", "make_accumulator", "run_plan"]
+
+_ZERO_SHOWN = 3  # zero positions named in the error message
+
+
+def _zero_vector_error(batch: ProbeBatch, z: torch.Tensor, names: Sequence[str]) -> ValueError | None:
+    """The error for exact zero rows of ``z`` (``[Lz, N, d]``; ``names[k]`` describes its hidden state
+    ``k``), naming the hidden state, the text (its index in the corpus), the position and the token id;
+    None when no row is zero (the accumulator's error is then about something else)."""
+    zero = (z == 0).all(-1).cpu()  # [Lz, N]
+    if not bool(zero.any()):
+        return None
+    where = torch.nonzero(batch.positions, as_tuple=False).tolist()  # sample j -> (row, t), hook order
+    parts = []
+    for k, j in torch.nonzero(zero, as_tuple=False).tolist()[:_ZERO_SHOWN]:
+        row, t = where[j]
+        text = batch.text_indices[row] if batch.text_indices is not None else row
+        parts.append(f"{names[k]}, text {text}, position {t}, token id {int(batch.input_ids[row, t])}")
+    n = int(zero.sum())
+    more = f" and {n - _ZERO_SHOWN} more" if n > _ZERO_SHOWN else ""
+    return ValueError(f"got {n} zero vector(s): {'; '.join(parts)}{more}. A zero hidden state has no "
+                      "direction (e.g. a tokenizer mapping unknown characters to a padding id whose "
+                      "embedding row is zero); ProbeConfig(zero_policy='skip') (--zero-policy skip) leaves "
+                      "such positions out and counts them")
 
 
 @dataclass
@@ -51,7 +74,7 @@ def make_accumulator(config: ProbeConfig, dim: int, n_layers: int) -> Any:
 
     return SoftEntropyAccumulator(dim, n_bins=config.n_bins, seed=config.seed, temperature=config.temperature,
                                   calibration=config.calibration, n_layers=n_layers, null=config.null,
-                                  null_seed=config.seed)
+                                  null_seed=config.seed, zero_policy=config.zero_policy)
 
 
 def run_plan(
@@ -92,12 +115,14 @@ def run_plan(
     if device is None:
         device = param.device if param is not None else torch.device("cpu")
     sites = find_hidden_sites(model)
+    sel = list(range(len(sites)))
     if layers is not None:
         sel = [int(i) for i in layers]
         if not sel or sel != sorted(set(sel)) or not all(0 <= i < len(sites) for i in sel):
             raise ValueError(f"layers must be distinct ascending hidden-state indices in [0, {len(sites)}), "
                              f"got {list(layers)}")
         sites = [sites[i] for i in sel]
+    names = [f"hidden state {i} ({site.name})" for i, site in zip(sel, sites)]
     dims = hidden_dims(model, sites, device)
     if len(set(dims)) != 1:
         raise ValueError(f"hidden states have different widths {sorted(set(dims))}; "
@@ -106,10 +131,20 @@ def run_plan(
     if row_counts:
         acc.reserve_rows(row_counts)
     n_hidden = len(sites)
-    state: dict[str, Any] = {"prepared": None, "buf": None}
+    state: dict[str, Any] = {"prepared": None, "buf": None, "batch": None}
+
+    def update(z: torch.Tensor, layer: int | None) -> None:
+        try:
+            acc.update(z, state["prepared"], layer=layer)
+        except ValueError as exc:  # name the text and token of a zero vector (only on failure: no cost)
+            err = _zero_vector_error(state["batch"], z.unsqueeze(0) if layer is not None else z,
+                                     names[layer: layer + 1] if layer is not None else names)
+            if err is None:
+                raise
+            raise err from exc
 
     def sink(layer: int, z: torch.Tensor) -> None:
-        acc.update(z, state["prepared"], layer=layer)
+        update(z, layer)
 
     def buffered_sink(layer: int, z: torch.Tensor) -> None:
         buf = state["buf"]
@@ -117,7 +152,7 @@ def run_plan(
             buf = state["buf"] = torch.empty((n_hidden, *z.shape), dtype=z.dtype, device=z.device)
         buf[layer].copy_(z)
         if layer == n_hidden - 1:
-            acc.update(buf, state["prepared"])
+            update(buf, None)
 
     idx = list(range(len(plan.batches))) if indices is None else [int(i) for i in indices]
     bad = [i for i in idx if not 0 <= i < len(plan.batches)]
@@ -128,7 +163,7 @@ def run_plan(
     with cap:
         for i in tqdm(idx, desc=desc, disable=not progress, unit="batch"):
             b = plan.batches[i]
-            state["prepared"] = acc.prepare_labels(b.labels)
+            state["prepared"], state["batch"] = acc.prepare_labels(b.labels), b
             cap.set_positions(b.positions)
             forward_batch(model, b.input_ids.to(device), b.attention_mask.to(device),
                           None if b.position_ids is None else b.position_ids.to(device))

@@ -19,18 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infoplane.io import atomic_write_csv, atomic_write_json, read_csv, read_json
+from infoplane.io import atomic_write_csv, atomic_write_json, check_output_dir, read_csv, read_json
 from infoplane.plane import PLANE_COLUMNS, plane_table
 from infoplane.probe.analyze import analyze
 from infoplane.probe.config import ProbeConfig
 from infoplane.probe.integrity import check_checkpoint, weight_files, weights_sha256
-from infoplane.probe.models import is_native_checkpoint
+from infoplane.probe.models import check_device, is_native_checkpoint
 from infoplane.probe.plan import corpus_content_hash, is_token_input
 from infoplane.probe.result import RESULT_COLUMNS, ordered_columns
 
 __all__ = ["Checkpoint", "list_checkpoints", "sweep", "SweepResult"]
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,20 @@ def list_checkpoints(source: str | os.PathLike | Sequence[str | os.PathLike]) ->
     """Checkpoints of a run, ordered by step (then name).
 
     ``source`` is a directory whose sub-directories (``step_00001000/``, HF directories) or ``.gguf`` files
-    are checkpoints, a single checkpoint, or an explicit list of checkpoint paths. The step is read from
-    ``trainer_state.json``/``meta.json`` or else from the last number in the name.
+    are checkpoints, a single checkpoint, or an explicit list of checkpoint paths. A training run directory
+    (``infoplane train --out``: no weights of its own, a ``checkpoints/`` folder) is accepted with a warning
+    naming the ``checkpoints/`` folder used. The step is read from ``trainer_state.json``/``meta.json`` or
+    else from the last number in the name.
     """
     if isinstance(source, (str, os.PathLike)):
         root = Path(source)
         if not root.exists():
             raise FileNotFoundError(f"checkpoint directory {str(root)!r} not found")
+        if root.is_dir() and (root / "checkpoints").is_dir() \
+                and not any(p.suffix in _WEIGHT_SUFFIXES and p.is_file() for p in root.iterdir()):
+            warnings.warn(f"{str(root)!r} is a training run directory, not a checkpoint folder: sweeping its "
+                          f"checkpoints folder {str(root / 'checkpoints')!r}", stacklevel=2)
+            root = root / "checkpoints"
         paths = [root] if _is_checkpoint(root) and root.is_file() else sorted(
             p for p in root.iterdir() if _is_checkpoint(p))
         if not paths and _is_checkpoint(root):
@@ -120,7 +128,10 @@ def _tokenizer_id(tokenizer: Any) -> str | None:
 def _guard(config: ProbeConfig, corpus: Any, sequence_values: Any, tokenizer: Any) -> dict[str, Any]:
     """What a resumed sweep must share with the one on disk: every probe setting, the corpus *content*
     (never its type or name: two in-memory corpora with different texts differ) and the tokenizer."""
-    settings = {k: v for k, v in config.to_dict().items() if k != "memory_budget"}  # never changes results
+    # memory_budget never changes results; zero_policy only when positions were skipped, which the default
+    # ("error") never does, so sweeps saved before the setting existed stay resumable
+    settings = {k: v for k, v in config.to_dict().items()
+                if k != "memory_budget" and not (k == "zero_policy" and v == "error")}
     guard = {"config": settings, "corpus_sha256": corpus_content_hash(corpus, sequence_values),
              "tokenizer": _tokenizer_id(tokenizer)}
     guard["hash"] = hashlib.sha256(json.dumps(guard, sort_keys=True, default=str).encode()).hexdigest()
@@ -173,7 +184,8 @@ def sweep(
         resume: skip checkpoints whose CSV already exists (default) -- refused with a ValueError when ``out``
             holds a sweep of other settings, another corpus content or another tokenizer. ``False``
             recomputes everything.
-        progress, device: progress bar; device of each loaded checkpoint.
+        progress, device: progress bar; device of each loaded checkpoint (checked first: a CUDA device
+            without CUDA is a ValueError; so is an ``out`` that is a file or not writable).
         analyze_fn: replaces :func:`analyze` (tests, custom runners); called like it.
         strict: a corrupt checkpoint fails the sweep (ValueError naming its path) instead of being skipped.
 
@@ -186,6 +198,8 @@ def sweep(
     recomputed.
     """
     config = ProbeConfig.resolve(config)
+    check_device(device)
+    check_output_dir(out, "out")
     ckpts = list_checkpoints(checkpoints)
     corpus = _reusable(corpus)
     out_dir = Path(out)
