@@ -233,3 +233,21 @@ def test_monitor_validates_its_arguments(tmp_path):
         mon.probe(make_tiny_llama(), 0)
     with pytest.raises(ValueError, match="needs a probe set"):
         InfoPlaneMonitor(None, PROBE, out_dir=tmp_path).probe(make_tiny_llama(), 0)
+
+
+def test_gapt_callback_on_log_fills_logs_and_history_without_overwriting():
+    from types import SimpleNamespace
+
+    from infoplane.train.hf import GaptCallback
+
+    cb = GaptCallback(GaptLoss(Scripted(["compress"]), layers="all"))
+    state = SimpleNamespace(global_step=3, log_history=[{"loss": 1.0, "step": 3}])
+    logs = {"loss": 1.0}
+    cb.on_log(None, state, None, logs=logs)
+    assert logs == {"loss": 1.0}  # nothing before the first step
+    cb.history.append({"step": 3, "phase": "compress", "ce": 2.5, "mbe": {0: 1.0, 1: 3.0}})
+    logs = {"loss": 1.0, "gapt_ce": 9.0}
+    cb.on_log(None, state, None, logs=logs)
+    assert logs == {"loss": 1.0, "gapt_ce": 9.0, "gapt_phase": 1.0, "gapt_mbe_0": 1.0, "gapt_mbe_1": 3.0,
+                    "gapt_mbe_mean": 2.0}
+    assert state.log_history[-1]["gapt_mbe_mean"] == 2.0 and "gapt_ce" not in state.log_history[-1]
