@@ -10,6 +10,7 @@ this rank's windows, and the vocabulary is ``model.vocab_size`` (ids are checked
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,12 @@ def _tokenizer_vocab(tokenizer: Any) -> int | None:
 
 
 def setup_data(cfg: Any, *, resume_from: Path | None = None, splits: TokenSplits | None = None,
-               tokenizer: Any = None, vocab_size: int | None = None, rank: int = 0,
-               world: int = 1) -> RunData:
+               tokenizer: Any = None, vocab_size: int | None = None, rank: int = 0, world: int = 1,
+               prepare: Callable[..., tuple[Any, TokenSplits]] = prepare_lm_data) -> RunData:
     """Build the run's data from ``cfg`` (a TrainConfig) or the given ``splits`` / ``tokenizer``; on resume
-    the checkpoint's saved tokenizer is reused (a BPE is not retrained)."""
+    the checkpoint's saved tokenizer is reused (a BPE is not retrained). ``prepare``: the text-corpus
+    pipeline (:func:`~infoplane.data.lm_data.prepare_lm_data`; the trainer passes its own reference, so
+    tests can check that no expensive work starts before validation)."""
     saved_tok = resume_from / "tokenizer.json" if resume_from is not None else None
     if splits is None and shard_pattern(cfg.corpus) is not None:
         shards = open_shard_splits(cfg.corpus, cfg.val_corpus)
@@ -77,7 +80,7 @@ def setup_data(cfg: Any, *, resume_from: Path | None = None, splits: TokenSplits
         tok_spec: Any = cfg.tokenizer
         if saved_tok is not None and saved_tok.is_file():
             tok_spec = load_tokenizer(saved_tok)
-        tokenizer, splits = prepare_lm_data(cfg.corpus, tok_spec, cfg.val_fraction, cfg.seed)
+        tokenizer, splits = prepare(cfg.corpus, tok_spec, cfg.val_fraction, cfg.seed)
     if vocab_size is None:
         vocab_size = _tokenizer_vocab(tokenizer)
         if vocab_size is None:

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from infoplane.data.lm_data import TokenSplits
+from infoplane.data.lm_data import TokenSplits, prepare_lm_data
 from infoplane.data.tokenizer import save_tokenizer
 from infoplane.estimators.matrix import patch_matrix_entropy
 from infoplane.io import atomic_write_json, dir_lock
@@ -128,7 +128,7 @@ class Trainer:
 
         # data + tokenizer (on resume the saved tokenizer is reused, so BPE is not retrained)
         rd = setup_data(cfg, resume_from=resume_from, splits=splits, tokenizer=tokenizer,
-                        vocab_size=vocab_size, rank=self.rank, world=self.world)
+                        vocab_size=vocab_size, rank=self.rank, world=self.world, prepare=prepare_lm_data)
         self.tokenizer, self.splits, self.data = rd.tokenizer, rd.splits, rd.fingerprint
         self.model_config = dataclasses.replace(cfg.model, vocab_size=rd.vocab_size, seed=cfg.seed)
         self.model = GPT(self.model_config).to(self.device)
