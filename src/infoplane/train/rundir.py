@@ -30,7 +30,8 @@ __all__ = ["RUN_FILES", "check_out_dir", "clear_run", "resume_checkpoint", "set_
            "restore_log", "vocab_guess"]
 
 # what a run writes into its directory (an overwrite removes exactly these)
-RUN_FILES = ("log.jsonl", "checkpoints", "summary.json", "config.json", "tokenizer.json", "tb")
+RUN_FILES = ("log.jsonl", "checkpoints", "summary.json", "config.json", "tokenizer.json", "tb",
+             "plane_monitor.csv", "plane_monitor.json")  # the monitor (probe/monitor.py) writes the last two
 
 
 def check_out_dir(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
