@@ -66,7 +66,7 @@ def _check_table_file(p: Path) -> None:
     except csv.Error as exc:
         raise ValueError(f"{str(p)!r} is not a readable CSV ({exc}): expected {_TABLE_KINDS}") from None
     head = lines[0] if lines else []
-    if not head or head[0].lstrip().startswith(("{", "[")) or len(head) < 2:
+    if not head or head[0].lstrip().startswith(("{", "[")):
         what = "JSON" if head and head[0].lstrip().startswith(("{", "[")) else "no CSV header"
         raise ValueError(f"{str(p)!r} is not a results table ({what}; first line {','.join(head)[:60]!r}): "
                          f"expected {_TABLE_KINDS}")
