@@ -99,6 +99,7 @@ class GaptFairConfig:
     overfit_gap_min: float = 0.10
     eval_batches: int = 4
     checkpoint: str = "final"
+    num_threads: int | None = 1  # tiny models: one torch thread is fastest on a shared CPU
 
     def __hash__(self) -> int:  # dict field: hash by repr
         return hash(repr(self))
@@ -285,6 +286,7 @@ def train_run(
         seed=seed,
         out_dir=str(out),
         progress=False,
+        num_threads=cfg.num_threads,
     )
     tr = Trainer(tc, splits=splits, tokenizer=tok)
     tr.objective = CountingObjective(obj, controller_config=tc.controller, half_ce=half, record=record)
