@@ -34,12 +34,10 @@ from .protocol import SyncMixin
 from .reference import reference_hash
 from .result import SoftEntropyResult
 from .soft import resolve_reference_and_temperature
-from .state import FORMAT, check_state
-from .validation import as_float_tensor, as_layered, check_dim
+from .state import FORMAT, check_mergeable, check_state
+from .validation import ZERO_POLICIES, as_float_tensor, as_layered, check_accumulator_options, check_dim
 
-__all__ = ["SoftEntropyAccumulator", "SoftEntropyResult", "PreparedLabels"]
-
-ZERO_POLICIES = ("error", "skip")
+__all__ = ["SoftEntropyAccumulator", "SoftEntropyResult", "PreparedLabels", "ZERO_POLICIES"]
 
 
 class SoftEntropyAccumulator(SyncMixin):
@@ -93,15 +91,8 @@ class SoftEntropyAccumulator(SyncMixin):
         zero_policy: str = "error",
     ) -> None:
         self.dim = check_dim(dim)
-        if cpu_threads is not None and (not isinstance(cpu_threads, int) or cpu_threads < 1):
-            raise ValueError(f"cpu_threads must be None or an integer >= 1, got {cpu_threads!r}")
-        self.cpu_threads = cpu_threads
-        if not isinstance(n_layers, (int, np.integer)) or isinstance(n_layers, bool) or n_layers < 1:
-            raise ValueError(f"n_layers must be an integer >= 1, got {n_layers!r}")
-        if zero_policy not in ZERO_POLICIES:
-            raise ValueError(f"zero_policy must be one of {ZERO_POLICIES}, got {zero_policy!r}")
-        self.zero_policy = zero_policy
-        self.n_layers = int(n_layers)
+        self.cpu_threads, self.n_layers, self.zero_policy = check_accumulator_options(cpu_threads, n_layers,
+                                                                                      zero_policy)
         self.seed = seed
         self._ref_seed: int | None = int(seed) if reference_points is None else None
         self.calibration = calibration
@@ -394,18 +385,7 @@ class SoftEntropyAccumulator(SyncMixin):
         if not isinstance(other, SoftEntropyAccumulator):
             raise ValueError(f"can only merge a SoftEntropyAccumulator, got {type(other).__name__}")
         self._refuse_merge(other)
-        mine, theirs = self._settings(), other._settings()
-        for attr in mine:
-            if mine[attr] != theirs[attr]:
-                raise ValueError(
-                    f"cannot merge: {attr} differs (this accumulator: {mine[attr]!r}, "
-                    f"other: {theirs[attr]!r})"
-                )
-        if not math.isclose(self.temperature, other.temperature, rel_tol=1e-12, abs_tol=0.0):
-            raise ValueError(
-                f"cannot merge: temperature differs (this: {self.temperature!r}, "
-                f"other: {other.temperature!r})"
-            )
+        check_mergeable(self._settings(), other._settings(), self.temperature, other.temperature)
 
     def merge(self, other: SoftEntropyAccumulator) -> SoftEntropyAccumulator:
         """Add ``other``'s statistics to this accumulator (same W, temperature, d, m, L, null and null_seed).

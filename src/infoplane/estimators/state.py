@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["FORMAT", "check_state"]
+__all__ = ["FORMAT", "check_state", "check_mergeable"]
 
 FORMAT = "infoplane.SoftEntropyAccumulator/1"
 
@@ -43,6 +43,18 @@ def _tensor(x: Any, where: str, shape: tuple[int, ...], integer: bool = False) -
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(((a - b).abs() <= _MASS_RTOL * b.abs().clamp_min(1.0)).all())
+
+
+def check_mergeable(mine: dict[str, Any], theirs: dict[str, Any], t_mine: float, t_theirs: float) -> None:
+    """Two accumulators' ``settings`` (as in :func:`check_state`) and temperatures must agree for a merge;
+    raises ``ValueError`` naming the first difference."""
+    for attr in mine:
+        if mine[attr] != theirs[attr]:
+            raise ValueError(
+                f"cannot merge: {attr} differs (this accumulator: {mine[attr]!r}, other: {theirs[attr]!r})"
+            )
+    if not math.isclose(t_mine, t_theirs, rel_tol=1e-12, abs_tol=0.0):
+        raise ValueError(f"cannot merge: temperature differs (this: {t_mine!r}, other: {t_theirs!r})")
 
 
 def check_state(state: Any, settings: dict[str, Any], temperature: float) -> None:

@@ -24,7 +24,11 @@ __all__ = [
     "as_label_tensor",
     "check_reference_points",
     "labels_as_dict",
+    "check_accumulator_options",
+    "ZERO_POLICIES",
 ]
+
+ZERO_POLICIES = ("error", "skip")  # what a streaming estimator does with an exact zero vector
 
 
 def _is_int(x: Any) -> bool:
@@ -43,6 +47,19 @@ def check_dim(dim: Any, name: str = "dim") -> int:
     if not _is_int(dim) or int(dim) < 2:
         raise ValueError(f"{name} must be an integer >= 2, got {dim!r}")
     return int(dim)
+
+
+def check_accumulator_options(cpu_threads: Any, n_layers: Any, zero_policy: Any
+                              ) -> tuple[int | None, int, str]:
+    """``(cpu_threads, n_layers, zero_policy)`` of a streaming accumulator: None or an int >= 1, an int
+    >= 1, one of :data:`ZERO_POLICIES`."""
+    if cpu_threads is not None and (not isinstance(cpu_threads, int) or cpu_threads < 1):
+        raise ValueError(f"cpu_threads must be None or an integer >= 1, got {cpu_threads!r}")
+    if not _is_int(n_layers) or n_layers < 1:
+        raise ValueError(f"n_layers must be an integer >= 1, got {n_layers!r}")
+    if zero_policy not in ZERO_POLICIES:
+        raise ValueError(f"zero_policy must be one of {ZERO_POLICIES}, got {zero_policy!r}")
+    return cpu_threads, int(n_layers), zero_policy
 
 
 # The shifted logits cos/eps - max_j cos/eps carry a rounding residual of up to ulp(1/eps) (fused multiply-
