@@ -6,7 +6,8 @@
 - :class:`BatchSampler`: each epoch cuts the training stream into non-overlapping windows of T+1 tokens at a
   random offset and visits them in a random order; the randomness is a pure function of (seed, epoch), so the
   sampler's whole state is ``{epoch, position}`` (stored in checkpoints; resume is exact).
-- :func:`val_batches`: a fixed list of validation batches (first windows of the held-out stream).
+- :func:`val_batches`: a fixed list of validation batches (first windows of the held-out stream; defined in
+  :mod:`infoplane.data.windows`, shared with the token shards, and re-exported here).
 - Token shards: a corpus spec ``"shards:PATTERN"`` (e.g. ``"shards:data/fineweb10B/fineweb_train_*.bin"``)
   names pre-tokenized modded-nanogpt shards; :func:`shard_pattern` recognises it and :func:`open_shard_splits`
   maps the training and validation shards (:mod:`infoplane.data.shards`) without loading them.
@@ -24,6 +25,7 @@ import torch
 from infoplane.data.corpus import Corpus, load_corpus
 from infoplane.data.shards import ShardedTokens, resolve_shards, shards_fingerprint
 from infoplane.data.tokenizer import encode_texts, eos_id, resolve_tokenizer
+from infoplane.data.windows import val_batches
 
 __all__ = ["TokenSplits", "split_documents", "tokens_from_texts", "prepare_lm_data", "BatchSampler",
            "val_batches", "SHARD_PREFIX", "shard_pattern", "ShardSplits", "open_shard_splits"]
@@ -152,25 +154,6 @@ class BatchSampler:
                 raise ValueError(f"sampler state has {k}={state[k]} but this sampler has {mine}")
         self.seed, self.epoch, self.position = int(state["seed"]), int(state["epoch"]), int(state["position"])
         self._order = None
-
-
-def val_batches(tokens: torch.Tensor, batch_size: int, block_size: int,
-                max_batches: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Deterministic validation batches: consecutive windows of T+1 tokens (stride T) from the start of the
-    held-out stream, grouped by ``batch_size`` (last partial batch kept), at most ``max_batches``."""
-    T = block_size
-    n = (len(tokens) - 1) // T
-    if n < 1:
-        return []
-    starts = torch.arange(n) * T
-    out = []
-    for b in range(0, n, batch_size):
-        if max_batches is not None and len(out) >= max_batches:
-            break
-        idx = starts[b:b + batch_size, None] + torch.arange(T + 1)[None, :]
-        w = tokens[idx]
-        out.append((w[:, :-1].contiguous(), w[:, 1:].contiguous()))
-    return out
 
 
 def shard_pattern(spec: Any) -> str | None:

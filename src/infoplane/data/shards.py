@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from infoplane.data.windows import val_batches
+
 __all__ = ["MAGIC", "VERSION", "HEADER_INTS", "HEADER_BYTES", "ShardFormatError", "read_header", "open_shard",
            "write_shard", "write_corpus_shards", "resolve_shards", "ShardedTokens", "ShardSampler",
            "shard_val_batches", "shards_fingerprint"]
@@ -283,10 +285,8 @@ class ShardSampler:
 def shard_val_batches(tokens: ShardedTokens | None, batch_size: int, block_size: int,
                       max_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Validation batches from the start of the validation shards (as
-    :func:`~infoplane.data.lm_data.val_batches`: windows of T+1 tokens at stride T, ``max_batches`` batches
+    :func:`~infoplane.data.windows.val_batches`: windows of T+1 tokens at stride T, ``max_batches`` batches
     of ``batch_size``); reads only the ``max_batches * batch_size * T + 1`` tokens it needs."""
-    from infoplane.data.lm_data import val_batches
-
     if tokens is None:
         return []
     return val_batches(tokens.head(max_batches * batch_size * block_size + 1), batch_size, block_size,
