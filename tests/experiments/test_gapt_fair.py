@@ -10,7 +10,8 @@ import pytest
 from infoplane.experiments import registry
 from infoplane.experiments.claims import CLAIMS
 from infoplane.experiments.common import ExperimentPaths, Progress
-from infoplane.experiments.gapt_fair import GaptFairConfig, _regime_data, run, train_run
+from infoplane.experiments.gapt_fair import GaptFairConfig, run, train_run
+from infoplane.experiments.gapt_fair_arms import regime_data
 
 TINY = dict(seeds=(0, 1), sweep_seeds=(0, 1), lambdas=(1.0,), n_layer=3, n_head=2, d_model=16, block_size=16,
             batch_size=4, steps=6, warmup_steps=1, overfit_tokens=512, eval_batches=1, tokenizer="byte",
@@ -21,7 +22,7 @@ TINY = dict(seeds=(0, 1), sweep_seeds=(0, 1), lambdas=(1.0,), n_layer=3, n_head=
 @pytest.fixture(scope="module")
 def tiny_data():
     cfg = GaptFairConfig(**TINY)
-    return cfg, _regime_data(cfg, "undertrained")
+    return cfg, regime_data(cfg, "undertrained")
 
 
 def test_paper_era_micro_batches_alternate_ce_and_mbe(tiny_data, tmp_path):

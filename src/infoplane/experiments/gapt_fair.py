@@ -26,23 +26,24 @@ Regimes: ``undertrained`` (the whole training split, well under one epoch) and `
 ``overfit_tokens`` training tokens for many epochs; the baseline's test - train CE gap is a declared
 precondition). MBE (nats, patches of ``patch_size`` tokens) is reported per layer, uncentered (the papers')
 and centered (a shared mean direction removed).
+
+Modules: the settings live in :mod:`~infoplane.experiments.gapt_fair_config`, the arms and one training run
+in :mod:`~infoplane.experiments.gapt_fair_arms`; this module runs the whole design, records the claims and
+describes / draws the results.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
+from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, summarize
+from infoplane.experiments.gapt_fair_arms import CountingObjective, arm_setup, regime_data, train_run
+from infoplane.experiments.gapt_fair_config import FIXED_ARMS, REGIMES, GaptFairConfig
 from infoplane.io import atomic_write_csv
-from infoplane.train.objective import GaptObjective, ObjectiveTerms
 
 NAME = "gapt_fair"
-REGIMES = ("undertrained", "overfit")
-FIXED_ARMS = ("baseline", "half_ce", "paper_era")
 
 __all__ = [
     "NAME",
@@ -56,289 +57,6 @@ __all__ = [
     "describe",
     "figures",
 ]
-
-
-def _windowed(w: int) -> dict[str, Any]:
-    return {
-        "rule": "windowed",
-        "patience_mem": w,
-        "patience_comp": w,
-        "tau_ce": 0.01,
-        "tau_mbe": 0.01,
-        "spike_tol": 0.1,
-        "ema": None,
-    }
-
-
-@dataclass(frozen=True)
-class GaptFairConfig:
-    """Settings of experiment 7 (module docstring). ``sweep_seeds`` must be a subset of ``seeds``."""
-
-    seeds: tuple[int, ...] = tuple(range(8))
-    sweep_seeds: tuple[int, ...] = (0, 1, 2)
-    lambdas: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
-    static_sweep: bool = True
-    regimes: tuple[str, ...] = REGIMES
-    tokenizer: str = "bpe:512"
-    val_fraction: float = 0.1
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 64
-    block_size: int = 64
-    batch_size: int = 16
-    steps: int = 300
-    lr: float = 3e-3
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.1
-    patch_size: int = 8
-    overfit_tokens: int = 20480
-    paper_lambda: float = 1.0
-    controller: dict[str, Any] = field(default_factory=lambda: _windowed(15))
-    target_mbe_change: float = -0.50
-    target_tolerance: float = 0.20
-    overfit_gap_min: float = 0.10
-    eval_batches: int = 4
-    checkpoint: str = "final"
-    num_threads: int | None = 1  # tiny models: one torch thread is fastest on a shared CPU
-
-    def __hash__(self) -> int:  # dict field: hash by repr
-        return hash(repr(self))
-
-    def __post_init__(self) -> None:
-        if not set(self.sweep_seeds) <= set(self.seeds):
-            raise ValueError(
-                f"GaptFairConfig.sweep_seeds {self.sweep_seeds} must be a subset of seeds "
-                f"{self.seeds} (the sweep is paired with the baseline runs)"
-            )
-        bad = [r for r in self.regimes if r not in REGIMES]
-        if bad or not self.regimes:
-            raise ValueError(
-                f"GaptFairConfig.regimes must be a non-empty subset of {REGIMES}, got {self.regimes}"
-            )
-        if not self.lambdas or any(not (isinstance(v, (int, float)) and v > 0) for v in self.lambdas):
-            raise ValueError(f"GaptFairConfig.lambdas must be positive numbers, got {self.lambdas!r}")
-        if self.checkpoint != "final":
-            raise ValueError(
-                f"GaptFairConfig.checkpoint: only 'final' is implemented, got {self.checkpoint!r}"
-            )
-        if self.batch_size % 2:
-            raise ValueError(
-                f"GaptFairConfig.batch_size must be even (two micro-batches), got {self.batch_size}"
-            )
-
-    @classmethod
-    def quick(cls) -> GaptFairConfig:
-        return cls(
-            seeds=(0, 1),
-            sweep_seeds=(0, 1),
-            lambdas=(0.1, 1.0),
-            n_layer=3,
-            n_head=2,
-            d_model=32,
-            block_size=32,
-            batch_size=8,
-            steps=40,
-            warmup_steps=5,
-            overfit_tokens=2048,
-            controller=_windowed(5),
-            eval_batches=2,
-        )
-
-    @classmethod
-    def demo(cls) -> GaptFairConfig:
-        return cls(
-            seeds=(0, 1, 2),
-            sweep_seeds=(0, 1, 2),
-            lambdas=(0.03, 0.1, 0.3),
-            batch_size=8,
-            steps=150,
-            warmup_steps=10,
-            overfit_tokens=8192,
-            controller=_windowed(10),
-        )
-
-    @classmethod
-    def full(cls) -> GaptFairConfig:
-        return cls()
-
-
-class CountingObjective(GaptObjective):
-    """The GAPT step (:class:`GaptObjective`) that counts the micro-batches whose CE is in the loss.
-
-    ``half_ce=True``: the odd micro-batches' loss is zeroed (``0 * CE``: no gradient), the paper's confounded
-    baseline. ``record=True`` keeps ``(step, micro, with_base, penalised)`` per micro-batch in ``trace``.
-    """
-
-    def __init__(self, *args: Any, half_ce: bool = False, record: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.half_ce, self.record = half_ce, record
-        self.ce_micro, self.micro_total = 0, 0
-        self.trace: list[tuple[int, int, bool, bool]] = []
-
-    def __call__(self, base: Any, hidden: Any, *, step: int = 0, micro: int = 0) -> ObjectiveTerms:
-        t = super().__call__(base, hidden, step=step, micro=micro)
-        if self.half_ce and micro % 2 == 1:
-            t.loss, t.with_base = base * 0.0, False  # CE on half the micro-batches only (paper's baseline)
-        self.micro_total += 1
-        self.ce_micro += int(t.with_base)
-        if self.record:
-            self.trace.append((step, micro, t.with_base, t.penalised))
-        return t
-
-
-def arm_setup(cfg: GaptFairConfig, arm: str, lam: float | None) -> tuple[Any, int, bool]:
-    """``(ObjectiveConfig, grad_accum, half_ce)`` of an arm (``lam`` for gapt / static)."""
-    from infoplane.train.objective import ObjectiveConfig
-
-    common = {"patch_size": cfg.patch_size, "layers": "rotate"}
-    if arm == "baseline":
-        return ObjectiveConfig(kind="ce", log_mbe=False, **common), 1, False
-    if arm == "half_ce":
-        return ObjectiveConfig(kind="ce", log_mbe=False, **common), 2, True
-    if arm == "paper_era":
-        return (
-            ObjectiveConfig(kind="gapt", mbe_weight=cfg.paper_lambda, scheme="alternating", **common),
-            2,
-            False,
-        )
-    if arm in ("gapt", "static") and lam is not None:
-        kind = "gapt" if arm == "gapt" else "ce+mbe"
-        return ObjectiveConfig(kind=kind, mbe_weight=float(lam), **common), 1, False
-    raise ValueError(
-        f"unknown arm {arm!r} (lambda {lam!r}); expected {FIXED_ARMS} or gapt/static with a lambda"
-    )
-
-
-def _evaluate(model: Any, batches: list, patch: int) -> dict[str, Any]:
-    """CE (nats/token, token-weighted) and per-layer patch MBE (nats), uncentered and centered."""
-    import torch
-
-    from infoplane.estimators import patch_matrix_entropy
-
-    model.eval()
-    ce_tot, n_tok = 0.0, 0
-    unc: dict[int, float] = {}
-    cen: dict[int, float] = {}
-    with torch.no_grad():
-        for xb, yb in batches:
-            out = model(xb, yb)
-            ce_tot += float(out.loss) * yb.numel()
-            n_tok += yb.numel()
-            for i, h in enumerate(out.hidden_states):
-                unc[i] = unc.get(i, 0.0) + float(
-                    patch_matrix_entropy(h, patch_size=patch, remainder="drop_start")
-                )
-                # centered: per-patch mean row removed (diagnostic beside the papers' uncentered MBE)
-                cen[i] = cen.get(i, 0.0) + float(
-                    patch_matrix_entropy(
-                        h, patch_size=patch, remainder="drop_start", centered=True, validate=False
-                    )
-                )
-    nb = max(len(batches), 1)
-    unc = {i: v / nb for i, v in unc.items()}
-    cen = {i: v / nb for i, v in cen.items()}
-    return {
-        "ce": ce_tot / max(n_tok, 1),
-        "mbe": unc,
-        "mbe_c": cen,
-        "mbe_mean": sum(unc.values()) / max(len(unc), 1),
-        "mbe_c_mean": sum(cen.values()) / max(len(cen), 1),
-    }
-
-
-def train_run(
-    cfg: GaptFairConfig,
-    arm: str,
-    lam: float | None,
-    seed: int,
-    splits: Any,
-    tok: Any,
-    out: Path,
-    eval_sets: dict[str, list],
-    record: bool = False,
-) -> tuple[dict[str, Any], Any]:
-    """Train one (arm, lambda, seed) run with the native Trainer; returns ``(row, trainer)``."""
-    from infoplane.train.config import TrainConfig
-    from infoplane.train.model import GPTConfig
-    from infoplane.train.phases import PhaseControllerConfig, phase_lengths
-    from infoplane.train.trainer import Trainer
-
-    obj, accum, half = arm_setup(cfg, arm, lam)
-    tc = TrainConfig(
-        corpus="kjv",
-        tokenizer=cfg.tokenizer,
-        val_fraction=cfg.val_fraction,
-        model=GPTConfig(
-            n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model, block_size=cfg.block_size
-        ),
-        objective=obj,
-        controller=PhaseControllerConfig.from_dict(cfg.controller),
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        grad_accum=accum,
-        lr=cfg.lr,
-        warmup_steps=cfg.warmup_steps,
-        min_lr_ratio=cfg.min_lr_ratio,
-        schedule="cosine",
-        eval_every=0,
-        eval_batches=1,
-        checkpoint_steps="final",
-        seed=seed,
-        out_dir=str(out),
-        progress=False,
-        num_threads=cfg.num_threads,
-    )
-    tr = Trainer(tc, splits=splits, tokenizer=tok)
-    tr.objective = CountingObjective(obj, controller_config=tc.controller, half_ce=half, record=record)
-    tr.controller = tr.objective.controller
-    res = tr.run()
-    micro_rows = cfg.batch_size // accum
-    phases = phase_lengths(res.switches, res.steps)
-    comp = (
-        sum(p["length"] for p in phases if p["phase"] == "compress")
-        if tr.controller is not None
-        else (res.steps if obj.kind == "ce+mbe" else 0)
-    )
-    row: dict[str, Any] = {
-        "arm": arm,
-        "lam": lam,
-        "label": arm if lam is None else f"{arm}@{lam:g}",
-        "seed": seed,
-        "steps": res.steps,
-        "ce_tokens": tr.objective.ce_micro * micro_rows * cfg.block_size,
-        "compress_fraction": comp / max(res.steps, 1),
-        "n_switches": len(res.switches),
-        "wall_time_s": res.wall_time,
-    }
-    for split, batches in eval_sets.items():
-        ev = _evaluate(tr.model, batches, cfg.patch_size)
-        row.update(
-            {
-                f"{split}_ce": ev["ce"],
-                f"{split}_mbe_mean": ev["mbe_mean"],
-                f"{split}_mbe_c_mean": ev["mbe_c_mean"],
-            }
-        )
-        if split == "test":
-            row.update({f"test_mbe_{i}": v for i, v in ev["mbe"].items()})
-            row.update({f"test_mbe_c_{i}": v for i, v in ev["mbe_c"].items()})
-    row["phases"] = [p for p in phases] if tr.controller is not None else []
-    return row, tr
-
-
-def _regime_data(cfg: GaptFairConfig, regime: str) -> tuple[Any, Any, dict[str, list]]:
-    from infoplane.data.lm_data import val_batches
-
-    tok, splits, _ = lm_data(cfg.tokenizer, cfg.val_fraction, 0)
-    half = len(splits.val) // 2  # held-out tokens: first half selects lambda, second half tests
-    val_sel, test = splits.val[:half], splits.val[half:]
-    train = splits.train if regime == "undertrained" else splits.train[: cfg.overfit_tokens]
-    sp = dataclasses.replace(splits, train=train, val=val_sel)
-    sets = {
-        name: val_batches(t, cfg.batch_size, cfg.block_size, cfg.eval_batches)
-        for name, t in (("val", val_sel), ("test", test), ("train", train))
-    }
-    return tok, sp, sets
 
 
 def _rel(rows: list[dict], base: dict[int, dict], key: str) -> float:
@@ -366,7 +84,7 @@ def run(cfg: GaptFairConfig, paths: ExperimentPaths, log: Progress) -> dict:
 
     selection: dict[str, dict[str, Any]] = {}
     for regime in cfg.regimes:
-        data = _regime_data(cfg, regime)
+        data = regime_data(cfg, regime)
         for seed in cfg.seeds:
             for arm in FIXED_ARMS:
                 go(regime, arm, None, seed, data)
