@@ -29,18 +29,8 @@ Pure python (no torch). Two rule sets from F. Yu, "Memorization-Compression Cycl
   Relative thresholds (defaults tau 0.01 / 0.01, spike 0.1, patience 5 / 5 as in the reference class). Here
   the first step counts (``g = 0``): a constant CE from step 1 switches at step ``patience_mem``.
 
-``rule="windowed"`` (a plateau test that can fail and adapts after warm-up; ``W_m = patience_mem``,
-``W_a = patience_comp`` are window lengths in steps, thresholds relative)::
-
-    memorize (>= 2 W_m steps in): g_ce := (mean CE[prev W_m] - mean CE[last W_m]) / |mean CE[prev W_m]|
-              g_ce < tau_ce -> compress, CE_ref := mean CE[last W_m]                      (CE plateau)
-    compress: mean CE[last <= W_a] > (1 + spike_tol) CE_ref -> memorize                   (CE spike)
-              r_t := mean_l MBE_l / MBE_l(first value of l in this phase)   (relative to the phase's start)
-              >= 2 W_a measured steps: g_a := mean r[prev W_a] - mean r[last W_a];  g_a < tau_mbe -> memorize
-
-  Windows restart at every switch: a phase lasts >= ``2 W`` steps and as long as its signal still improves
-  by the threshold per window (CE: against the phase's own recent past, not a global minimum; MBE: relative
-  to where this compression phase began). Defaults W 20 / 20, tau 0.01 / 0.01, spike 0.1 (our rule).
+``rule="windowed"`` (ours: windowed relative plateaus of CE and MBE that adapt after warm-up; the rule and
+its pure helpers are in :mod:`infoplane.train.phase_windows`).
 
 Signals
 -------
@@ -64,6 +54,17 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
+from infoplane.train.phase_windows import (
+    NEAR_ZERO,
+    ce_plateau_gain,
+    json_key,
+    load_window,
+    mbe_ratio,
+    new_window,
+    ratio_decrease,
+    window_state,
+)
+
 __all__ = ["Phase", "PhaseController", "PhaseControllerConfig", "RULES", "phase_lengths"]
 
 RULES = ("relative", "paper", "windowed")
@@ -74,7 +75,6 @@ _DEFAULTS: dict[str, dict[str, float | int]] = {
     "relative": {"patience_mem": 5, "patience_comp": 5, "tau_ce": 0.01, "tau_mbe": 0.01, "spike_tol": 0.1},
     "windowed": {"patience_mem": 20, "patience_comp": 20, "tau_ce": 0.01, "tau_mbe": 0.01, "spike_tol": 0.1},
 }
-_NEAR_ZERO = 1e-12  # |best| below this -> relative improvement defined as 0 (mod_gpt src/gapt.py)
 _SCALAR_KEY = "__scalar__"
 
 
@@ -97,12 +97,8 @@ def _none_to_inf(x: float | None) -> float:
     return math.inf if x is None else float(x)
 
 
-def _key_to_json(k: Any) -> Any:
-    return k if isinstance(k, (int, str)) else str(k)
-
-
 class PhaseController:
-    """Memorise / compress state machine (GAPT), see the module docstring for both rule sets.
+    """Memorise / compress state machine (GAPT), see the module docstring for the rule sets.
 
     Args:
         rule: ``"relative"`` (``GatedPhaseTransition``, default), ``"paper"`` (``RRScheduler``) or
@@ -185,7 +181,7 @@ class PhaseController:
         self._ema_mbe: dict[Any, float] = {}
         self.events: list[dict[str, Any]] = []
         self.skipped: list[dict[str, Any]] = []
-        self._win: dict[str, Any] = {"ce": [], "r": [], "start": {}, "ce_ref": None}  # windowed rule only
+        self._win: dict[str, Any] = new_window()  # windowed rule only
 
     @property
     def phase(self) -> Phase:
@@ -229,7 +225,7 @@ class PhaseController:
     @staticmethod
     def _relative_gain(best: float, value: float) -> float:
         # mod_gpt src/gapt.py: g = (best - L) / |best|, 0 if best is inf or ~0
-        if math.isinf(best) or abs(best) <= _NEAR_ZERO:
+        if math.isinf(best) or abs(best) <= NEAR_ZERO:
             return 0.0
         return (best - value) / abs(best)
 
@@ -264,7 +260,7 @@ class PhaseController:
                     "phase": self._phase.value,
                     "values": {
                         "ce": _finite_or_none(ce),
-                        "mbe": {str(_key_to_json(k)): _finite_or_none(v) for k, v in mbe_d.items()},
+                        "mbe": {str(json_key(k)): _finite_or_none(v) for k, v in mbe_d.items()},
                     },
                 }
             )
@@ -284,7 +280,7 @@ class PhaseController:
         elif set(mbe) == {_SCALAR_KEY}:
             mbe_out = mbe[_SCALAR_KEY]
         else:
-            mbe_out = {str(_key_to_json(k)): v for k, v in mbe.items()}
+            mbe_out = {str(json_key(k)): v for k, v in mbe.items()}
         return {
             "ce": ce,
             "mbe": mbe_out,
@@ -345,7 +341,7 @@ class PhaseController:
                 self._switch(Phase.MEMORIZE, "mbe_plateau", values)
 
     def _step_windowed(self, ce: float, mbe: dict[Any, float]) -> None:
-        # windowed relative plateaus (module docstring); count_mem / count_comp = steps into the phase
+        # windowed relative plateaus (phase_windows module); count_mem / count_comp = steps into the phase
         w = self._win
         w["ce"] = (w["ce"] + [ce])[-2 * max(self.patience_mem, self.patience_comp):]
         if self._phase is Phase.MEMORIZE:
@@ -353,9 +349,7 @@ class PhaseController:
             wm = self.patience_mem
             if self.count_mem < 2 * wm:
                 return
-            prev, last = sum(w["ce"][-2 * wm:-wm]) / wm, sum(w["ce"][-wm:]) / wm
-            # relative improvement of the windowed mean CE: (prev - last) / |prev|
-            g_ce = 0.0 if abs(prev) <= _NEAR_ZERO else (prev - last) / abs(prev)
+            g_ce, last = ce_plateau_gain(w["ce"], wm)
             if g_ce < self.tau_ce:
                 values = {**self._values(ce, mbe), "gain": g_ce}
                 self._switch(Phase.COMPRESS, "ce_plateau", values)
@@ -371,21 +365,17 @@ class PhaseController:
             return
         if not mbe:  # MBE not measured this step
             return
-        ratios = []
-        for k, v in mbe.items():
-            v0 = w["start"].setdefault(k, v)
-            ratios.append(v / v0 if abs(v0) > _NEAR_ZERO else 1.0)  # MBE relative to this phase's start
-        w["r"] = (w["r"] + [sum(ratios) / len(ratios)])[-2 * wa:]
+        w["r"] = (w["r"] + [mbe_ratio(mbe, w["start"])])[-2 * wa:]
         if len(w["r"]) < 2 * wa:
             return
-        g_a = sum(w["r"][:wa]) / wa - sum(w["r"][wa:]) / wa  # windowed decrease, in units of the start value
+        g_a = ratio_decrease(w["r"], wa)
         if g_a < self.tau_mbe:
             self._switch(Phase.MEMORIZE, "mbe_plateau", {**self._values(ce, mbe), "gain": g_a})
             self._reset_window()
 
     def _reset_window(self, ce_ref: float | None = None) -> None:
         self.count_mem = self.count_comp = 0
-        self._win = {"ce": [], "r": [], "start": {}, "ce_ref": ce_ref}
+        self._win = new_window(ce_ref)
 
     # ------------------------------------------------------------------ (de)serialisation
     def config(self) -> dict[str, Any]:
@@ -412,16 +402,14 @@ class PhaseController:
             "phase": self._phase.value,
             "step": self._step,
             "best_ce": _finite_or_none(self.best_ce),
-            "best_mbe": [[_key_to_json(k), v] for k, v in self.best_mbe.items()],
+            "best_mbe": [[json_key(k), v] for k, v in self.best_mbe.items()],
             "count_mem": self.count_mem,
             "count_comp": self.count_comp,
             "ema_ce": self._ema_ce,
-            "ema_mbe": [[_key_to_json(k), v] for k, v in self._ema_mbe.items()],
+            "ema_mbe": [[json_key(k), v] for k, v in self._ema_mbe.items()],
             "events": [dict(e) for e in self.events],
             "skipped": [dict(e) for e in self.skipped],
-            **({"windowed": {"ce": list(self._win["ce"]), "r": list(self._win["r"]),
-                             "start": [[_key_to_json(k), v] for k, v in self._win["start"].items()],
-                             "ce_ref": self._win["ce_ref"]}} if self.rule == "windowed" else {}),
+            **({"windowed": window_state(self._win)} if self.rule == "windowed" else {}),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -441,10 +429,7 @@ class PhaseController:
             self.events = [dict(e) for e in state["events"]]
             self.skipped = [dict(e) for e in state.get("skipped", [])]
             if "windowed" in state:
-                w = state["windowed"]
-                self._win = {"ce": [float(v) for v in w["ce"]], "r": [float(v) for v in w["r"]],
-                             "start": {k: float(v) for k, v in w["start"]},
-                             "ce_ref": None if w["ce_ref"] is None else float(w["ce_ref"])}
+                self._win = load_window(state["windowed"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a PhaseController state_dict (missing/invalid field: {exc})") from exc
 
