@@ -93,6 +93,9 @@ def test_sequence_labels_known_answers(tiny_llama, char_tok):
             assert abs(r["mi"]) < 1e-12 and r["kind"] == "sequence"
         if r["label_set"] == "unique":
             assert r["mi"] > 0
+            # a per-text label's null permutes labels across texts: "one label per text" stays one label per
+            # text, so its null equals the MI (a position shuffle would put the null far below it)
+            assert r["mi_null"] == pytest.approx(r["mi"], abs=1e-9)
     plane_means = [r for r in res.plane if r["layer"] == "mean"]
     assert all("seq_mi_genre" in r for r in plane_means)
     with pytest.raises(ValueError, match="missing"):

@@ -151,15 +151,17 @@ class SoftEntropyAccumulator(SyncMixin):
             self._labels.get(name).reserve(int(k))
 
     # ------------------------------------------------------------------ labels
-    def prepare_labels(self, labels: Any, n: int | None = None) -> PreparedLabels:
+    def prepare_labels(self, labels: Any, n: int | None = None,
+                       groups: dict[str, Any] | None = None) -> PreparedLabels:
         """Map one batch's labels to internal rows, once for all layers.
 
         Args:
-            labels: 1-D integer array/tensor ``[N]`` or ``dict[str, [N]]`` (arbitrary int64 values;
-                negative = singleton).
+            labels: 1-D integer array/tensor ``[N]`` or ``dict[str, [N]]`` (negative = singleton).
             n: expected batch size ``N`` (defaults to the length of the first label array).
+            groups: ``{name: [N] group ids}`` for per-group labels (per-text: group = text), whose null
+                permutes labels across groups instead of positions.
         """
-        return self._labels.prepare(labels, n)
+        return self._labels.prepare(labels, n, groups)
 
     # ------------------------------------------------------------------ update
     def free_workspace(self) -> None:
@@ -311,6 +313,7 @@ class SoftEntropyAccumulator(SyncMixin):
                     s.neg_n[lsel] += total(ones[neg])
                 s.neg_sent[lsel] += total(ent[neg])
             if s.null_sums is not None:
+                perm_d = prepared.null_index(name, device)
                 prow = rows[perm_d]  # permuted labels: sample i gets the label of sample perm[i]
                 if lb == self.n_layers:
                     s.null_sums.view(s.cap, -1).index_add_(0, prow, flat)

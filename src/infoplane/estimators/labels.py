@@ -35,7 +35,9 @@ class PreparedLabels:
 
     ``rows[name]``: int64 ``[N]`` row ids (0 for negative/singleton labels); ``neg[name]``: bool ``[N]``
     or ``None`` when the set has no negative labels; ``perm``: the within-batch permutation used for the
-    permutation-null label sets (``None`` without ``null``).
+    permutation-null label sets (``None`` without ``null``); ``group_perm[name]``: for a label set that is
+    constant within groups (e.g. a per-text label), the null index map that permutes labels *across groups*
+    (every position of a group takes the label of one other group), replacing ``perm`` for that set.
     """
 
     names: tuple[str, ...]
@@ -44,6 +46,7 @@ class PreparedLabels:
     neg: dict[str, torch.Tensor | None]
     perm: torch.Tensor | None
     epoch: int
+    group_perm: dict[str, torch.Tensor] = field(default_factory=dict)
     _on_device: dict[Any, tuple] = field(default_factory=dict, repr=False)
 
     def on(self, device: torch.device) -> tuple[dict, dict, torch.Tensor | None]:
@@ -55,6 +58,16 @@ class PreparedLabels:
             perm = self.perm.to(device) if self.perm is not None else None
             self._on_device[key] = (rows, neg, perm)
         return self._on_device[key]
+
+    def null_index(self, name: str, device: torch.device) -> torch.Tensor | None:
+        """The null index map of label set ``name`` on ``device``: across groups if it has groups, else the
+        within-batch position permutation."""
+        if name in self.group_perm:
+            key = (str(device), name)
+            if key not in self._on_device:
+                self._on_device[key] = self.group_perm[name].to(device)
+            return self._on_device[key]
+        return self.on(device)[2]
 
 
 class LabelRows:
@@ -292,13 +305,16 @@ class LabelTables:
     def nbytes(self, reserved: bool = False) -> int:
         return sum(s.nbytes(reserved) for s in self.sets.values())
 
-    def prepare(self, labels: Any, n: int | None = None) -> PreparedLabels:
+    def prepare(self, labels: Any, n: int | None = None,
+                groups: dict[str, Any] | None = None) -> PreparedLabels:
         """Map one batch's labels to rows, once for all layers.
 
         Args:
             labels: 1-D integer array/tensor ``[N]`` or ``dict[str, [N]]`` (arbitrary int64 values;
                 negative = singleton).
             n: expected batch size ``N`` (defaults to the length of the first label array).
+            groups: ``{name: [N] int group ids}`` for label sets that are constant within groups (per-text
+                labels: group = text); their permutation null permutes labels across groups, not positions.
         """
         sets = labels_as_dict(labels)
         if not sets:
@@ -325,7 +341,34 @@ class LabelTables:
             rows[name] = torch.from_numpy(r)
         self.names = names
         perm = self.null_permutation(arrays, n) if self.null else None
-        return PreparedLabels(names=names, n=n, rows=rows, neg=negs, perm=perm, epoch=self.epoch)
+        group_perm: dict[str, torch.Tensor] = {}
+        for name, g in (groups or {}).items():
+            if name not in arrays:
+                raise ValueError(f"groups[{name!r}]: no label set of that name; label sets are {list(names)}")
+            gid = as_label_tensor(g, n, f"groups[{name!r}]").numpy()
+            lab = arrays[name]
+            for u in np.unique(gid):
+                if np.unique(lab[gid == u]).size > 1:
+                    raise ValueError(f"label set {name!r} is not constant within group {int(u)}: a group "
+                                     "null needs one label per group (e.g. per-text labels, group = text)")
+            if self.null:
+                group_perm[name] = self.group_permutation(arrays, gid, name)
+        return PreparedLabels(names=names, n=n, rows=rows, neg=negs, perm=perm, epoch=self.epoch,
+                              group_perm=group_perm)
+
+    def group_permutation(self, arrays: dict[str, np.ndarray], gid: np.ndarray, name: str) -> torch.Tensor:
+        """Null index map permuting labels across groups: position i (group g) takes the label of the first
+        position of group sigma(g), sigma a seeded permutation of the batch's groups: the exchangeable unit of
+        the test is the group (the text), not the position."""
+        h = hashlib.blake2b(f"{self.null_seed}/groups/{name}".encode(), digest_size=8)
+        for key in sorted(arrays):
+            h.update(key.encode())
+            h.update(np.ascontiguousarray(arrays[key], dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(gid, dtype=np.int64).tobytes())
+        seed = int.from_bytes(h.digest(), "little") & ((1 << 63) - 1)
+        uniq, first, inverse = np.unique(gid, return_index=True, return_inverse=True)
+        sigma = torch.randperm(uniq.size, generator=torch.Generator().manual_seed(seed)).numpy()
+        return torch.from_numpy(first[sigma][inverse].astype(np.int64))
 
     def null_permutation(self, arrays: dict[str, np.ndarray], n: int) -> torch.Tensor:
         """Permutation of a batch for the null label sets, seeded by ``null_seed`` and its labels."""

@@ -163,7 +163,10 @@ def run_plan(
     with cap:
         for i in tqdm(idx, desc=desc, disable=not progress, unit="batch"):
             b = plan.batches[i]
-            state["prepared"], state["batch"] = acc.prepare_labels(b.labels), b
+            # per-text labels: their null permutes labels across the batch's texts, not its positions
+            rows = torch.nonzero(b.positions, as_tuple=False)[:, 0] if plan.sequence_labels else None
+            groups = {name: rows for name in plan.sequence_labels if name in b.labels}
+            state["prepared"], state["batch"] = acc.prepare_labels(b.labels, groups=groups or None), b
             cap.set_positions(b.positions)
             forward_batch(model, b.input_ids.to(device), b.attention_mask.to(device),
                           None if b.position_ids is None else b.position_ids.to(device))
