@@ -51,6 +51,8 @@ _LAZY = {
     "ProbeConfig": "infoplane.probe.config", "analyze_distributed": "infoplane.probe.distributed",
     "ShardedRowsAccumulator": "infoplane.estimators.sharded",
     "CorruptCheckpointError": "infoplane.train.checkpoint", "LockHeldError": "infoplane.io",
+    "write_shard": "infoplane.data.shards", "ShardSampler": "infoplane.data.shards",
+    "open_shard_splits": "infoplane.data.lm_data",
     "sweep": "infoplane.probe.sweep", "load_model": "infoplane.probe.models",
     "InfoPlaneMonitor": "infoplane.probe.monitor",
     "correlate": "infoplane.downstream.correlate",
