@@ -144,6 +144,30 @@ def test_monitor_leaves_training_unchanged(tmp_path, data):
     assert mon._prepared.plan.corpus_source == "token_ids" and sorted(mon.seconds) == [1, 2, 3, 4]
 
 
+def test_probe_batches_go_to_the_device_of_the_trainers_model(tmp_path, data, monkeypatch):
+    import infoplane.probe.monitor as monitor_mod
+
+    tok, splits = data
+    devices, inputs = [], []
+    real_run_plan = monitor_mod.run_plan
+
+    def spy(plan, model, *args, **kwargs):
+        devices.append(kwargs.get("device"))
+        hook = model.register_forward_pre_hook(lambda mod, a: inputs.append(a[0].device))
+        try:
+            return real_run_plan(plan, model, *args, **kwargs)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(monitor_mod, "run_plan", spy)
+    mon = InfoPlaneMonitor(None, PROBE, every=1)
+    tr = Trainer(native_cfg(tmp_path, 1, "final"), splits=splits, tokenizer=tok, callbacks=[mon])
+    tr.run()
+    # the monitor names the device of the model's parameters (the trainer's device; CUDA on a GPU run)
+    assert devices and all(d == tr.device == next(tr.model.parameters()).device for d in devices)
+    assert inputs and all(d == tr.device for d in inputs)
+
+
 class _Rows(torch.utils.data.Dataset):
     def __init__(self, n=16, T=32, seed=0):
         g = torch.Generator().manual_seed(seed)

@@ -275,10 +275,13 @@ class InfoPlaneMonitor:
 
     def _measure(self, model: torch.nn.Module) -> tuple[Any, dict[int, float]]:
         """One pass per layer group of the memory plan (as :func:`~infoplane.probe.analyze.run_planned`),
-        with the model in eval mode and the global RNG state restored afterwards."""
+        with the model in eval mode and the global RNG state restored afterwards; the probe batches are moved
+        to the device of the model's parameters."""
         from infoplane.estimators.result import concat_layers
 
         plan = self._prepared.plan  # type: ignore[union-attr]
+        # the probe batches go where the model's parameters are (the native trainer's ``trainer.device``,
+        # e.g. ``cuda:N``); a parameterless model runs on CPU
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
         rng_devices = [device.index or 0] if device.type == "cuda" else []
@@ -295,7 +298,7 @@ class InfoPlaneMonitor:
                     inner = make_accumulator(plan.config, dims[0], len(group))
                     acc = _WithMatrixEntropy(inner, dims[0], list(group)) if self.mbe else inner
                     run_plan(plan, model, progress=False, accumulator=acc, layers=layers,
-                             row_counts=mplan.row_counts)
+                             row_counts=mplan.row_counts, device=device)
                     parts.append(inner.compute())
                     if self.mbe:
                         mbe.update(acc.matrix_entropies())
