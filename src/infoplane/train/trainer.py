@@ -132,6 +132,8 @@ class Trainer:
         self.tokenizer, self.splits, self.data = rd.tokenizer, rd.splits, rd.fingerprint
         self.model_config = dataclasses.replace(cfg.model, vocab_size=rd.vocab_size, seed=cfg.seed)
         self.model = GPT(self.model_config).to(self.device)
+        if resume_from is None:  # dropout (the only global-RNG consumer) follows the run's seed
+            torch.manual_seed(cfg.seed + 1_000_003 * self.rank)
         self.sampler, self.val = rd.sampler, rd.val
         self.objective = GaptObjective(cfg.objective, controller_config=cfg.controller)
         self.controller = self.objective.controller  # None unless GAPT
