@@ -43,7 +43,7 @@ FAKE_BASE = textwrap.dedent('''
 ''')
 
 FAKE_SEVEN = textwrap.dedent('''
-    """Fake experiment 7: doubles the number of fake_base."""
+    """Fake experiment 8: doubles the number of fake_base."""
     from dataclasses import dataclass
     from pathlib import Path
 
@@ -90,7 +90,7 @@ FAKE_SEVEN = textwrap.dedent('''
 
 @pytest.fixture
 def fake_experiments(tmp_path, monkeypatch):
-    """Register ``fake_base`` (number 70, low priority) and ``fake_seven`` (7, depends on fake_base)."""
+    """Register ``fake_base`` (number 70, low priority) and ``fake_seven`` (8, depends on fake_base)."""
     mod_dir = tmp_path / "fake_modules"
     mod_dir.mkdir()
     (mod_dir / "infoplane_fake_base.py").write_text(FAKE_BASE)
@@ -100,7 +100,7 @@ def fake_experiments(tmp_path, monkeypatch):
         ExperimentSpec(70, "fake_base", "infoplane_fake_base", "BaseConfig", "Fake base", priority=-5))
     try:
         seven = infoplane.experiments.register(
-            ExperimentSpec(7, "fake_seven", "infoplane_fake_seven", "SevenConfig", "Fake seventh experiment",
+            ExperimentSpec(8, "fake_seven", "infoplane_fake_seven", "SevenConfig", "Fake seventh experiment",
                            depends_on=("fake_base",), priority=100))
         try:
             yield base, seven
@@ -118,7 +118,9 @@ def _status(manifest, name):
 
 def test_builtin_order_from_depends_on_and_priority():
     names = [s.name for s in registry.order(registry.resolve(None))]
-    assert names == ["lm_gapt", "arithmetic", "cycles", "pretrained", "forgetting", "plane_over_training"]
+    assert [n for n in names if n != "gapt_fair"] == ["lm_gapt", "arithmetic", "cycles", "pretrained",
+                                                       "forgetting", "plane_over_training"]
+    assert sorted(names) == sorted(s.name for s in registry.EXPERIMENTS)
     assert names.index("plane_over_training") > names.index("lm_gapt")
     # a dependency that is not selected imposes no order and is not added
     assert [s.name for s in registry.order(registry.resolve(["5", "4"]))] == ["forgetting",
@@ -159,7 +161,7 @@ def test_register_refuses_clashes_and_unregister_refuses_used_dependency():
         registry.unregister("lm_gapt")
     with pytest.raises(ValueError, match="expects an ExperimentSpec"):
         registry.register("cycles")  # type: ignore[arg-type]
-    assert [s.number for s in registry.EXPERIMENTS] == [1, 2, 3, 4, 5, 6]
+    assert [s.number for s in registry.EXPERIMENTS] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_configs_validate_every_override():
@@ -186,7 +188,7 @@ def test_run_experiments_rejects_bad_arguments(tmp_path):
 def test_new_experiment_runs_after_its_dependency_and_is_in_the_report(fake_experiments, tmp_path):
     out = tmp_path / "out"
     manifest = infoplane.reproduce(out, "quick", only=["fake_seven", "fake_base"], jobs=1)
-    assert manifest["selected"] == ["fake_base", "fake_seven"]  # priority alone would put 7 first
+    assert manifest["selected"] == ["fake_base", "fake_seven"]  # priority alone would put 8 first
     assert list(manifest["experiments"]) == ["fake_base", "fake_seven"]
     assert manifest["failed"] == {}
     seven = read_json(out / "results" / "fake_seven.json")
@@ -195,7 +197,7 @@ def test_new_experiment_runs_after_its_dependency_and_is_in_the_report(fake_expe
     section = re.search(r'<section id="fake_seven">(.*?)</section>', html, re.S)
     assert section, "the registered experiment has no report section"
     body = section.group(1)
-    assert "<h2>7. Fake seventh experiment</h2>" in html
+    assert "<h2>8. Fake seventh experiment</h2>" in html
     assert "Seven says the doubled value is 3.0." in body
     assert re.search(r'<figure id="fig-fake_seven"><img [^>]*src="data:image/png;base64,', body)
     assert "The fake seventh experiment&#x27;s line." in body
@@ -221,11 +223,11 @@ def test_failed_dependency_fails_its_users_without_running_them(fake_experiments
 
 
 def test_result_skipped_for_missing_dependency_is_recomputed_once_it_exists(fake_experiments, tmp_path):
-    # --only 7 before its dependency: the result says why it did not run, and is not marked done
+    # --only 8 before its dependency: the result says why it did not run, and is not marked done
     m = run_experiments(tmp_path, "quick", only=["fake_seven"])
     assert m["experiments"]["fake_seven"]["skipped_reason"] == "fake_base has not run"
     assert not (tmp_path / "results" / "fake_seven.done.json").exists()
-    # --only 7 again: tried again (still not possible), not reported as a finished result
+    # --only 8 again: tried again (still not possible), not reported as a finished result
     m = run_experiments(tmp_path, "quick", only=["fake_seven"])
     assert _status(m, "fake_seven") == "done" and m["experiments"]["fake_seven"]["skipped_reason"]
     # the dependency alone, then 7 alone: 7 is computed from it
