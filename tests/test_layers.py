@@ -363,3 +363,16 @@ def test_checker_catches_cycles_long_files_and_machine_paths(fake_tree):
     assert [v.split(":")[0] for v in long_files()] == ["infoplane/train/big.py"]
     assert forbidden_text() == ["infoplane/io.py:1: 'reference doc'", "infoplane/io.py:2: '/work/'",
                                 "infoplane/io.py:2: '/tmp/'", "infoplane/io.py:3: 'notes.md'"]
+
+
+def test_test_modules_have_unique_basenames():
+    """Test folders have no ``__init__.py``, so pytest imports test modules by basename: two modules with one
+    name make collection fail (an 'import file mismatch' error) and hide every test of the second."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, Path] = {}
+    dup = []
+    for p in sorted(tests.rglob("test_*.py")):
+        if p.name in seen:
+            dup.append(f"{seen[p.name].relative_to(tests)} and {p.relative_to(tests)}")
+        seen.setdefault(p.name, p)
+    assert not dup, "test modules sharing a basename: " + "; ".join(dup)
