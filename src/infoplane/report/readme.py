@@ -73,8 +73,26 @@ def readme_table(source: str | Path) -> str:
             f"{_pct(c.get('relative'))} [{_pct(c.get('relative_ci_low'))}, "
             f"{_pct(c.get('relative_ci_high'))}] | "
             f"{_f(c.get('p_raw'))} / {_f(c.get('p_holm'))} | {c.get('n', 0)} | {_cell(verdict)} |")
-    lines += ["", f"Rule: {data.get('rule', '')}"]
+    lines += ["", f"Rule: {data.get('rule', '')}", ""] + wall_time_lines(Path(source).parent)
     return "\n".join(lines) + "\n"
+
+
+def wall_time_lines(root: str | Path) -> list[str]:
+    """One line per tier found under ``root`` (``root/TIER/results/run_manifest.json``): its measured wall
+    time, the CPUs it ran on and its invocations, from the run manifest (never typed in)."""
+    out = []
+    for tier in ("quick", "demo", "full"):
+        path = Path(root) / tier / "results" / "run_manifest.json"
+        if not path.is_file():
+            continue
+        m = read_json(path)
+        runs = [m] + list(m.get("additional_invocations", []))
+        mins = [r["total_wall_time_s"] / 60 if isinstance(r.get("total_wall_time_s"), (int, float)) else None
+                for r in runs]
+        parts = [f"{_f(t)} min from {r.get('started_at', '?')}" for t, r in zip(mins, runs)]
+        out.append(f"- Measured wall time, tier **{tier}** (`{Path(root).name}/{tier}`, 2 CPU cores, "
+                   f"{m.get('jobs')} worker(s)): " + "; ".join(parts) + ".")
+    return out
 
 
 def readme_block(readme: str | Path) -> tuple[str, str]:
