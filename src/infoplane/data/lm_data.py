@@ -25,7 +25,7 @@ import torch
 from infoplane.data.corpus import Corpus, load_corpus
 from infoplane.data.shards import ShardedTokens, resolve_shards, shards_fingerprint
 from infoplane.data.tokenizer import encode_texts, eos_id, resolve_tokenizer
-from infoplane.data.windows import val_batches
+from infoplane.data.windows import epoch_windows, val_batches
 
 __all__ = ["TokenSplits", "split_documents", "tokens_from_texts", "prepare_lm_data", "BatchSampler",
            "val_batches", "SHARD_PREFIX", "shard_pattern", "ShardSplits", "open_shard_splits"]
@@ -122,11 +122,7 @@ class BatchSampler:
         self._offset = 0
 
     def _plan(self) -> None:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        T = self.block_size
-        self._offset = int(rng.integers(0, T))
-        n_windows = (len(self.tokens) - 1 - self._offset) // T
-        self._order = rng.permutation(n_windows)
+        self._offset, self._order = epoch_windows(self.seed, self.epoch, len(self.tokens), self.block_size)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next global batch (x [B, T], y [B, T])."""

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from infoplane.data.windows import val_batches
+from infoplane.data.windows import epoch_windows, val_batches
 
 __all__ = ["MAGIC", "VERSION", "HEADER_INTS", "HEADER_BYTES", "ShardFormatError", "read_header", "open_shard",
            "write_shard", "write_corpus_shards", "resolve_shards", "ShardedTokens", "ShardSampler",
@@ -237,13 +237,8 @@ class ShardSampler:
         self._order: np.ndarray | None = None
         self._offset = 0
 
-    def _plan(self) -> None:
-        # the same draws as BatchSampler._plan: offset, then the permutation of the epoch's windows
-        rng = np.random.default_rng([self.seed, self.epoch])
-        T = self.block_size
-        self._offset = int(rng.integers(0, T))
-        n_windows = (len(self.tokens) - 1 - self._offset) // T
-        self._order = rng.permutation(n_windows)
+    def _plan(self) -> None:  # the same windows as BatchSampler on the same stream
+        self._offset, self._order = epoch_windows(self.seed, self.epoch, len(self.tokens), self.block_size)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's rows of the next global batch: (x [B / world, T], y [B / world, T]) int64."""
