@@ -50,7 +50,10 @@ def test_dump_dom_contains_claims_table(report, tmp_path):
     from infoplane.experiments.claims import CLAIMS
 
     assert m.group(1).count("<tr") == len(CLAIMS) + 1  # header + every claim
-    assert "holds" in m.group(1) or "inconclusive" in m.group(1) or "does not hold" in m.group(1)
+    from infoplane.stats import VERDICTS
+
+    # forgetting ran 2 seeds, below the demo tier's minimum: its claims are "not testable at this scale"
+    assert any(v in m.group(1) for v in VERDICTS) and "not testable at this scale" in m.group(1)
     # console messages are logged as CONSOLE lines; the report has no scripts, so there must be no errors
     console_errors = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln and "rror" in ln]
     assert console_errors == []
