@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_plane", "plot_layer_profiles", "plot_backoff", "plot_all", "load_plane_rows"]
+__all__ = ["plot_plane", "plot_layer_profiles", "plot_backoff", "plot_all", "load_plane_rows", "pyplot_agg",
+           "save_figure"]
 
 
-def _plt():
+def pyplot_agg():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -28,7 +29,7 @@ def _plt():
     return plt
 
 
-def _save(fig: Any, out: Path, stem: str) -> list[Path]:
+def save_figure(fig: Any, out: Path, stem: str) -> list[Path]:
     from infoplane.io import atomic_open
 
     out.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,7 @@ def _save(fig: Any, out: Path, stem: str) -> list[Path]:
         with atomic_open(p, "wb") as fh:
             fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight")
         paths.append(p)
-    _plt().close(fig)
+    pyplot_agg().close(fig)
     return paths
 
 
@@ -123,7 +124,7 @@ def plot_plane(plane_rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLi
     ``color_by``: ``"step"`` (colour bar, one trajectory line per model), ``"model"`` or ``"auto"`` (step
     when some model has several steps).
     """
-    plt = _plt()
+    plt = pyplot_agg()
     means = [r for r in plane_rows if str(r.get("layer")) == "mean"
              and _f(r.get("complexity")) is not None and _f(r.get("expressivity")) is not None]
     if not means:
@@ -164,7 +165,7 @@ def plot_plane(plane_rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLi
         ax.legend(fontsize=7, loc="upper left")
     if color_by == "step" and scatter is not None:
         fig.colorbar(scatter, ax=axes[0].tolist(), label="training step")
-    return _save(fig, Path(out_dir), stem)
+    return save_figure(fig, Path(out_dir), stem)
 
 
 def _pick_group(plane_rows: Sequence[Mapping[str, Any]], model: str | None, step: Any
@@ -187,7 +188,7 @@ def plot_layer_profiles(plane_rows: Sequence[Mapping[str, Any]], out_dir: str | 
                         model: str | None = None, step: Any = None, stem: str = "layer_profiles"
                         ) -> list[Path]:
     """Per-layer H(Z), capacity, I(X_n;Z), I(Z;Y_n) and per-sequence-label MI of one model/checkpoint."""
-    plt = _plt()
+    plt = pyplot_agg()
     m, s, rows = _pick_group(plane_rows, model, step)
     orders = sorted({int(_f(r["n"])) for r in rows})
     layers = sorted({int(_f(r["layer"])) for r in rows})
@@ -217,13 +218,13 @@ def plot_layer_profiles(plane_rows: Sequence[Mapping[str, Any]], out_dir: str | 
         ax.legend(fontsize=7)
         ax.set_ylim(bottom=0)
     fig.suptitle(f"{m}" + (f" step {int(s)}" if s >= 0 else ""))
-    return _save(fig, Path(out_dir), stem)
+    return save_figure(fig, Path(out_dir), stem)
 
 
 def plot_backoff(plane_rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike,
                  model: str | None = None, step: Any = None, stem: str = "backoff") -> list[Path]:
     """Stacked per-layer shares of H(Z): I(X_1;Z), I(X_2;Z|X_1), ..., residual (H - I(X_nmax;Z))."""
-    plt = _plt()
+    plt = pyplot_agg()
     m, s, rows = _pick_group(plane_rows, model, step)
     orders = sorted({int(_f(r["n"])) for r in rows})
     layers = sorted({int(_f(r["layer"])) for r in rows})
@@ -243,7 +244,7 @@ def plot_backoff(plane_rows: Sequence[Mapping[str, Any]], out_dir: str | os.Path
     ax.set_ylabel("share of H(Z)")
     ax.set_title(f"back-off proportions: {m}" + (f" step {int(s)}" if s >= 0 else ""))
     ax.legend(fontsize=7, loc="upper right")
-    return _save(fig, Path(out_dir), stem)
+    return save_figure(fig, Path(out_dir), stem)
 
 
 def plot_all(table: str | os.PathLike | Iterable[Mapping[str, Any]], out_dir: str | os.PathLike,

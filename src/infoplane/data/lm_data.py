@@ -25,7 +25,7 @@ import torch
 from infoplane.data.corpus import Corpus, load_corpus
 from infoplane.data.shards import ShardedTokens, resolve_shards, shards_fingerprint
 from infoplane.data.tokenizer import encode_texts, eos_id, resolve_tokenizer
-from infoplane.data.windows import epoch_windows, val_batches
+from infoplane.data.windows import WindowSampler, val_batches
 
 __all__ = ["TokenSplits", "split_documents", "tokens_from_texts", "prepare_lm_data", "BatchSampler",
            "val_batches", "SHARD_PREFIX", "shard_pattern", "ShardSplits", "open_shard_splits"]
@@ -96,7 +96,7 @@ def prepare_lm_data(corpus: str | Corpus | Sequence[str] = "kjv", tokenizer: Any
     return tok, splits
 
 
-class BatchSampler:
+class BatchSampler(WindowSampler):
     """Seeded, resumable sampler of next-token batches from a 1-D token stream.
 
     tokens: int64 [N]. batch_size B, block_size T. Each call of :meth:`next_batch` returns
@@ -121,9 +121,6 @@ class BatchSampler:
         self._order: np.ndarray | None = None
         self._offset = 0
 
-    def _plan(self) -> None:
-        self._offset, self._order = epoch_windows(self.seed, self.epoch, len(self.tokens), self.block_size)
-
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next global batch (x [B, T], y [B, T])."""
         if self._order is None:
@@ -138,18 +135,6 @@ class BatchSampler:
         idx = torch.as_tensor(starts, dtype=torch.int64)[:, None] + torch.arange(T + 1)[None, :]
         w = self.tokens[idx]
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
-
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position,
-                "batch_size": self.batch_size, "block_size": self.block_size, "n_tokens": len(self.tokens)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        for k in ("batch_size", "block_size", "n_tokens"):
-            mine = len(self.tokens) if k == "n_tokens" else getattr(self, k)
-            if k in state and int(state[k]) != mine:
-                raise ValueError(f"sampler state has {k}={state[k]} but this sampler has {mine}")
-        self.seed, self.epoch, self.position = int(state["seed"]), int(state["epoch"]), int(state["position"])
-        self._order = None
 
 
 def shard_pattern(spec: Any) -> str | None:

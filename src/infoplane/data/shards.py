@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from infoplane.data.windows import epoch_windows, val_batches
+from infoplane.data.windows import WindowSampler, val_batches
 
 __all__ = ["MAGIC", "VERSION", "HEADER_INTS", "HEADER_BYTES", "ShardFormatError", "read_header", "open_shard",
            "write_shard", "write_corpus_shards", "resolve_shards", "ShardedTokens", "ShardSampler",
@@ -203,7 +203,7 @@ class ShardedTokens:
             torch.zeros(0, dtype=torch.int64)
 
 
-class ShardSampler:
+class ShardSampler(WindowSampler):
     """Seeded, resumable sampler of next-token batches from token shards, optionally one DDP rank's rows.
 
     Same windows and visiting order as :class:`~infoplane.data.lm_data.BatchSampler` on the concatenated
@@ -237,9 +237,6 @@ class ShardSampler:
         self._order: np.ndarray | None = None
         self._offset = 0
 
-    def _plan(self) -> None:  # the same windows as BatchSampler on the same stream
-        self._offset, self._order = epoch_windows(self.seed, self.epoch, len(self.tokens), self.block_size)
-
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's rows of the next global batch: (x [B / world, T], y [B / world, T]) int64."""
         if self._order is None:
@@ -263,18 +260,6 @@ class ShardSampler:
                              "model.vocab_size to the tokenizer's (GPT-2: 50257, padded 50304)")
         t = torch.from_numpy(w)
         return t[:, :-1].contiguous(), t[:, 1:].contiguous()
-
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "epoch": self.epoch, "position": self.position,
-                "batch_size": self.batch_size, "block_size": self.block_size, "n_tokens": len(self.tokens)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        for k in ("batch_size", "block_size", "n_tokens"):
-            mine = len(self.tokens) if k == "n_tokens" else getattr(self, k)
-            if k in state and int(state[k]) != mine:
-                raise ValueError(f"sampler state has {k}={state[k]} but this shard sampler has {mine}")
-        self.seed, self.epoch, self.position = int(state["seed"]), int(state["epoch"]), int(state["position"])
-        self._order = None
 
 
 def shard_val_batches(tokens: ShardedTokens | None, batch_size: int, block_size: int,

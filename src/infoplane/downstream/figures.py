@@ -9,30 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from infoplane.plots import pyplot_agg, save_figure
+
 __all__ = ["plot_measure_scatter", "plot_plane_by_score"]
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, out: Path, stem: str) -> list[Path]:
-    from infoplane.io import atomic_open
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "svg"):
-        p = out / f"{stem}.{ext}"
-        with atomic_open(p, "wb") as fh:
-            fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight")
-        paths.append(p)
-    _plt().close(fig)
-    return paths
 
 
 def _means(plane_rows: Sequence[Mapping[str, Any]], n: int) -> dict[str, Mapping[str, Any]]:
@@ -53,7 +32,7 @@ def plot_measure_scatter(plane_rows: Sequence[Mapping[str, Any]], scores: Mappin
                          stem: str = "measures_vs_score") -> list[Path]:
     """One panel per measure: layer mean at order ``n`` (x) against the model's score (y); ``stats``
     (``{measure: correlate row}``) puts r, its interval and n in the panel title."""
-    plt = _plt()
+    plt = pyplot_agg()
     means = _means(plane_rows, n)
     fig, axes = plt.subplots(1, len(measures), figsize=(3.6 * len(measures), 3.4), squeeze=False)
     for ax, meas in zip(axes[0], measures):
@@ -68,7 +47,7 @@ def plot_measure_scatter(plane_rows: Sequence[Mapping[str, Any]], scores: Mappin
             if st.get("pearson_ci_low") is not None:
                 ci = f" [{st['pearson_ci_low']:.2f}, {st['pearson_ci_high']:.2f}]"
             ax.set_title(f"r = {st['pearson_r']:.2f}{ci}, n = {st['n_models']}", fontsize=9)
-    return _save(fig, Path(out_dir), stem)
+    return save_figure(fig, Path(out_dir), stem)
 
 
 def plot_plane_by_score(plane_rows: Sequence[Mapping[str, Any]], scores: Mapping[str, float],
@@ -76,7 +55,7 @@ def plot_plane_by_score(plane_rows: Sequence[Mapping[str, Any]], scores: Mapping
                         stem: str = "plane_by_score") -> list[Path]:
     """Complexity (x) against expressivity (y) of each model's layer mean at order ``n``, coloured by its
     score, with the bound I(X;Z) = I(Z;Y) dashed (Conklin et al. 2026, sec. 2)."""
-    plt = _plt()
+    plt = pyplot_agg()
     pts = [(float(r["complexity"]), float(r["expressivity"]), scores[m]) for m, r in sorted(_means(
         plane_rows, n).items()) if m in scores and r.get("complexity") not in (None, "")
         and r.get("expressivity") not in (None, "")]
@@ -92,4 +71,4 @@ def plot_plane_by_score(plane_rows: Sequence[Mapping[str, Any]], scores: Mapping
     ax.set_xlabel(f"complexity I(X_{n}; Z)")
     ax.set_ylabel(f"expressivity I(Z; Y_{n})")
     ax.legend(fontsize=7, loc="upper left")
-    return _save(fig, Path(out_dir), stem)
+    return save_figure(fig, Path(out_dir), stem)
