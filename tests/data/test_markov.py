@@ -16,13 +16,7 @@ from infoplane.probe.monitor import InfoPlaneMonitor
 from infoplane.train.config import TrainConfig
 from infoplane.train.trainer import Trainer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def plug_in_conditional_entropy(x: np.ndarray, n: int) -> float:

@@ -35,12 +35,7 @@ def _never(*a, **k):
     raise AssertionError("expensive work started before the input was validated")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_token_ids_outside_the_vocabulary_are_named_before_the_forward(monkeypatch):

@@ -28,12 +28,7 @@ _PLANE_KEYS = ("entropy", "complexity", "expressivity", "complexity_null", "expr
                "distance", "backoff_in", "backoff_out")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from infoplane.train.checkpoint import (
 )
 from infoplane.train.model import GPT, GPTConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained(seed=0, steps=2):

@@ -16,13 +16,7 @@ from infoplane.train.hf import GaptLoss, gapt_trainer_class, gapt_training_step 
 from infoplane.train.model import GPT, GPTConfig  # noqa: E402
 from infoplane.train.phases import PhaseController  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_llama(seed=0):

@@ -12,13 +12,7 @@ from infoplane.train.checkpoint import load_checkpoint
 from infoplane.train.config import TrainConfig
 from infoplane.train.trainer import Trainer, read_log
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Stop(Exception):

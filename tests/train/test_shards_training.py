@@ -23,12 +23,7 @@ from infoplane.train.trainer import Trainer, read_log
 CTRL = {"rule": "relative", "patience_mem": 2, "patience_comp": 2, "tau_ce": 0.3, "tau_mbe": 0.3, "ema": 0.5}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data():

@@ -15,13 +15,7 @@ from infoplane.train.config import TrainConfig, checkpoint_schedule
 from infoplane.train.phases import PhaseControllerConfig
 from infoplane.train.trainer import NonFiniteLossError, Trainer, lr_at, read_log
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
