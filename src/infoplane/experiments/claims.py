@@ -38,6 +38,10 @@ class ClaimSpec:
         direction: "increase" or "decrease" (of the metric, treatment vs baseline / vs null).
         paper_value: the paper's number as text. paper_relative: the same as a relative change (or None).
         elsewhere: the same claim measured by someone else at a larger scale (text with its citation), or "".
+        kind: "paired" (per-seed values, sign-flip test) or "correlation" (replicates are models: the
+            measurement's ``treatment`` is a measure and ``baseline`` a score per model; Pearson r).
+        covariates: for a correlation claim, the names of the per-model covariates (keys of the
+            measurement's ``covariates`` mapping) partialled out before correlating, declared here.
     """
 
     id: str
@@ -49,6 +53,8 @@ class ClaimSpec:
     paper_value: str
     paper_relative: float | None = None
     elsewhere: str = ""
+    kind: str = "paired"
+    covariates: tuple[str, ...] = ()
 
 
 _YU = "Yu 2025 (arXiv:2505.08727)"
@@ -58,10 +64,21 @@ _MOD_GPT = ("reference repository's later notes (fangyuan-ksgk/mod_gpt), GPT-2 s
 
 CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("cycles", "cycles", _YU,
-              "Under CE-only training, cos(grad CE, grad MBE) oscillates between positive and negative "
-              "(memorization-compression cycles), more than a Frobenius-norm control gradient.",
-              "sign changes of the smoothed layer-mean cosine per run (MBE vs Frobenius control)",
+              "Under CE-only training, cos(grad CE, grad MBE) changes sign (memorization-compression cycles) "
+              "more often than red noise would.",
+              "per run: significant sign changes (|mean| > 2 SE on both sides over K fixed probe batches) of "
+              "the detrended layer-mean MBE cosine, minus the mean count of its AR(1) surrogates",
               "increase", "oscillation (no number)"),
+    ClaimSpec("cycles_vs_control", "cycles", "control the paper lacked",
+              "The MBE cosine shows more excess sign changes than a Frobenius-norm control gradient (each "
+              "against its own AR(1) null).",
+              "per run: excess significant sign changes, MBE cosine vs Frobenius cosine", "increase",
+              "(no paper number)"),
+    ClaimSpec("cycles_validity", "cycles", "validity check the paper lacked",
+              "The sign of cos(grad CE, grad MBE) predicts the next change of held-out MBE (positive = "
+              "compression: MBE falls).",
+              "per run: correlation of cos_t with -(MBE_t+1 - MBE_t), held-out layer-mean MBE", "increase",
+              "(implied by the paper's reading of the cosine)"),
     ClaimSpec("gapt_mbe", "lm_gapt", _YU, "GAPT lowers layer-mean MBE vs CE-only baseline.",
               "held-out layer-mean MBE (nats), GAPT vs baseline", "decrease", "-50%", -0.50,
               _MOD_GPT + "MBE 0.56 (GAPT, lambda 1) and 0.31 (lambda 5) vs 0.45 (baseline)"),
@@ -84,6 +101,11 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("forget_old_loss", "forgetting", _YU,
               "GAPT reduces interference: lower loss on the old (negative) task after fine-tuning.",
               "L1 loss on the old task after fine-tuning, GAPT vs baseline", "decrease", "(qualitative)"),
+    ClaimSpec("forget_within_spread", "forgetting", "decomposition the paper lacked",
+              "GAPT tightens each task's cluster (lower within-task spread), not only the distance between "
+              "the task means.",
+              "within-task spread sqrt(mean trace var) of hidden units after fine-tuning, GAPT vs baseline",
+              "decrease", "(no paper number)"),
     ClaimSpec("plane_compression", "plane_over_training", _CONKLIN,
               "Training shows fitting then compression: complexity I(X;Z) rises, then falls.",
               "per independent run: min(rise, fall) of layer-mean null-corrected token complexity",
@@ -96,6 +118,49 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               "In a trained LM, optimality I(Y;Z)/I(X;Z) rises with n-gram order (back-off levels).",
               "per independent text sample: layer-mean null-corrected optimality(n=2) - optimality(n=1), "
               "SmolLM2-135M on KJV", "increase", "higher orders: higher optimality"),
+    ClaimSpec("traj_compression", "trajectory", _CONKLIN,
+              "After next-token loss saturates, complexity I(X;Z) falls (compression phase).",
+              "per independent run: slope of layer-mean null-corrected token complexity vs log10(step) over "
+              "the monitor points after the declared saturation step", "decrease",
+              "compression after saturation (no number)"),
+    ClaimSpec("traj_compression_pooled", "trajectory", _CONKLIN,
+              "The same post-saturation fall of complexity with rare n-gram labels pooled (robustness).",
+              "per independent run: the same slope, rare labels pooled into one", "decrease",
+              "compression after saturation (no number)"),
+    ClaimSpec("traj_gapt_bound", "trajectory", "our question (GAPT x information plane)",
+              "GAPT ends closer to the bound I(X;Z) = I(Z;Y) than CE training (monitored, MI above the "
+              "null).",
+              "final null-corrected distance I(X;Z) - I(Z;Y) (token level, layer mean), GAPT vs CE, paired "
+              "by seed", "decrease", "(no paper number)"),
+    ClaimSpec("traj_markov_beyond_k", "trajectory", "known-answer control (k-th order Markov source)",
+              "On a source whose next token depends only on the last k tokens, complexity about context "
+              "beyond k falls after the loss saturates.",
+              "per independent run: post-saturation slope of null-corrected complexity about context "
+              "beyond k",
+              "decrease", "(implied: a perfect model needs only the last k tokens)"),
+    ClaimSpec("pop_optimality", "population", _CONKLIN,
+              "Across models, optimality (token back-off) correlates positively with the downstream score.",
+              "Pearson r across locally trained models: layer-mean optimality vs aggregate local-suite score",
+              "increase", "r = 0.52 (47 models)", kind="correlation"),
+    ClaimSpec("pop_complexity", "population", _CONKLIN,
+              "Across models, complexity correlates negatively with the downstream score.",
+              "Pearson r across models: null-corrected complexity vs aggregate score", "decrease",
+              "r = -0.38", kind="correlation"),
+    ClaimSpec("pop_expressivity", "population", _CONKLIN,
+              "Across models, expressivity correlates with the downstream score (the paper found it does "
+              "not).",
+              "Pearson r across models: null-corrected expressivity vs aggregate score", "increase",
+              "r = 0.08 (not significant)", kind="correlation"),
+    ClaimSpec("pop_preference", "population", _CONKLIN,
+              "Across models, preference information I(Z; pref) correlates positively with a two-choice task "
+              "built from a different corruption type.",
+              "Pearson r across models: I(Z; pref) above its text-level null vs two-choice accuracy",
+              "increase", "r = 0.76", kind="correlation"),
+    ClaimSpec("pop_optimality_beyond_ce", "population", "the control the paper lacked",
+              "Optimality predicts the downstream score beyond held-out CE and model size.",
+              "partial Pearson r across models: optimality vs aggregate score given log(parameters) and "
+              "in-domain held-out CE", "increase", "(no paper number)", kind="correlation",
+              covariates=("log_params", "ce")),
     ClaimSpec("fair_gapt_ce", "gapt_fair", _YU,
               "GAPT (references' layer scheme, adaptive controller) lowers held-out CE vs an equal-data "
               "baseline.",
@@ -146,13 +211,21 @@ def evaluate_claims(summaries: Mapping[str, Mapping[str, Any]], claims: Sequence
         treatment = [float(x) for x in meas.get("treatment", [])]
         baseline = meas.get("baseline")
         seeds = meas.get("seeds") or ()
+        covariates = None
+        if spec.covariates:
+            given = meas.get("covariates") or {}
+            missing = [k for k in spec.covariates if k not in given]
+            if missing:
+                raise ValueError(f"claim {spec.id!r}: its measurement lacks the declared covariate(s) "
+                                 f"{missing}; got {sorted(given)}")
+            covariates = [[float(v) for v in given[k]] for k in spec.covariates]
         claim = Claim(id=spec.id, description=spec.statement, paper_value=spec.paper_value,
                       direction=spec.direction, treatment=treatment,
                       baseline=[float(x) for x in baseline] if baseline is not None else None,
                       null=float(meas.get("null", 0.0)), seeds=seeds if len(seeds) == len(treatment) else (),
                       tier=tier, min_seeds=MIN_SEEDS[tier], preconditions=_preconditions(meas),
-                      unit=str(meas.get("unit", "")))
-        for key in ("unit", "scale", "treatment_label", "baseline_label", "note", "replicates"):
+                      unit=str(meas.get("unit", "")), kind=spec.kind, covariates=covariates)
+        for key in ("unit", "scale", "treatment_label", "baseline_label", "note", "replicates", "models"):
             row[key] = meas.get(key, "")
         row["treatment"] = treatment
         row["baseline"] = list(baseline) if baseline is not None else None

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import NAN, as_1d, check_confidence
+from .correlation import correlation_test
 from .effects import Effect, paired_effect
 from .multiplicity import holm
 from .signflip import EXACT_MAX_N, sign_flip_all
@@ -28,7 +29,10 @@ RULE_TEXT = (
     "differences; seeded Monte Carlo with +1 correction above), one-sided in the claimed direction; the "
     "smallest attainable p is 2^-n (0.125 with 3 seeds). Holm step-down adjustment across the tested claims "
     "of the report. 'holds' if Holm-adjusted p < 0.05 in the claimed direction, 'does not hold' if "
-    "Holm-adjusted p < 0.05 in the opposite direction (a second Holm family), else 'inconclusive'."
+    "Holm-adjusted p < 0.05 in the opposite direction (a second Holm family), else 'inconclusive'. "
+    "Cross-model claims (replicates = models): the effect is Pearson r (partial r given the declared "
+    "covariates) with a Fisher-z 95% interval, p from a seeded Monte Carlo permutation test of r (+1 "
+    "corrected), in the same Holm families."
 )
 
 
@@ -65,6 +69,10 @@ class Claim:
         seeds: the ``n`` seeds (replicate ids), or empty. tier: scale tier name ("quick", "demo", "full").
         min_seeds: the tier's minimum number of replicates (checked as precondition ``min_seeds``).
         preconditions: declared :class:`Precondition` s. unit: unit of the metric.
+        kind: ``"paired"`` (the default: per-seed differences, sign-flip test) or ``"correlation"``: the
+            replicates are models, ``treatment`` holds a measure and ``baseline`` a score per model, and the
+            claim is about their Pearson correlation (partial given ``covariates``, ``[k][n]`` or ``[n, k]``):
+            "increase" = positive, "decrease" = negative (see :mod:`infoplane.stats.correlation`).
     """
 
     id: str
@@ -79,6 +87,8 @@ class Claim:
     min_seeds: int = 2
     preconditions: Sequence[Precondition] = ()
     unit: str = ""
+    kind: str = "paired"
+    covariates: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -105,6 +115,13 @@ class Claim:
             raise ValueError(f"claim {self.id!r}: preconditions must be Precondition objects, got "
                              f"{[type(p).__name__ for p in pre]}")
         object.__setattr__(self, "preconditions", pre)
+        if self.kind not in ("paired", "correlation"):
+            raise ValueError(f"claim {self.id!r}: kind must be 'paired' or 'correlation', got {self.kind!r}")
+        if self.kind == "correlation" and self.baseline is None:
+            raise ValueError(f"claim {self.id!r}: a correlation claim needs baseline = the score per model "
+                             "(treatment = the measure per model)")
+        if self.kind == "paired" and self.covariates is not None:
+            raise ValueError(f"claim {self.id!r}: covariates only apply to kind='correlation'")
 
     def differences(self) -> np.ndarray:
         """``[n]`` per-seed differences treatment - baseline (or treatment - null)."""
@@ -147,6 +164,7 @@ class ClaimResult:
     reason: str
     alpha: float
     failed: tuple[str, ...] = field(default=())
+    kind: str = "paired"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (non-finite floats become None, preconditions become dicts)."""
@@ -198,6 +216,9 @@ def evaluate(claims: Sequence[Claim], *, alpha: float = 0.05, confidence: float 
         auto.append(Precondition("finite_values", n_bad == 0, f"{n_bad} of {n} values non-finite"))
         pre = tuple(auto) + tuple(c.preconditions)
         failed = tuple(p.name for p in pre if not p.passed)
+        if c.kind == "correlation":
+            rows.append(_correlation_row(c, pre, failed, confidence, n_resamples, seed))
+            continue
         eff = paired_effect(c.treatment, c.baseline, null=c.null, confidence=confidence) \
             if n_bad == 0 and n > 0 else Effect(NAN, NAN, NAN, NAN, n, max(n - 1, 0), confidence)
         row: dict[str, Any] = {"claim": c, "effect": eff, "pre": pre, "failed": failed,
@@ -223,8 +244,30 @@ def evaluate(claims: Sequence[Claim], *, alpha: float = 0.05, confidence: float 
             confidence=float(confidence), p_raw=float(r["p"]), p_holm=float(ph), p_opposite=float(r["p_opp"]),
             p_opposite_holm=float(poh), min_p=float(r["min_p"]), test=r["test"], n=eff.n, seeds=c.seeds,
             tier=c.tier, preconditions=r["pre"], verdict=verdict, reason=reason, alpha=float(alpha),
-            failed=r["failed"]))
+            failed=r["failed"], kind=c.kind))
     return out
+
+
+def _correlation_row(c: Claim, pre: tuple[Precondition, ...], failed: tuple[str, ...], confidence: float,
+                     n_resamples: int, seed: int) -> dict[str, Any]:
+    """A correlation claim's row: r with its interval (shown even when untested) and, when every
+    precondition passed, one-sided permutation p-values."""
+    row: dict[str, Any] = {"claim": c, "pre": pre, "failed": failed, "p": NAN, "p_opp": NAN, "min_p": NAN,
+                           "test": "not run"}
+    try:
+        ct = correlation_test(c.treatment, c.baseline, c.covariates, confidence=confidence,
+                              n_resamples=n_resamples if not failed else 1, seed=_claim_seed(seed, c.id))
+    except ValueError as exc:
+        if not failed:  # a constant series or too few models: say why instead of testing
+            bad = Precondition("correlation_defined", False, str(exc))
+            row.update(pre=pre + (bad,), failed=failed + (bad.name,))
+        row["effect"] = Effect(NAN, NAN, NAN, NAN, len(c.treatment), 0, confidence)
+        return row
+    row["effect"] = Effect(ct.r, ct.ci_low, ct.ci_high, NAN, ct.n, ct.n - 2 - ct.k, confidence, method="r")
+    if not failed:
+        claimed, opposite = ("greater", "less") if c.direction == "increase" else ("less", "greater")
+        row.update(p=ct.p(claimed), p_opp=ct.p(opposite), min_p=ct.min_p, test=ct.method)
+    return row
 
 
 def _verdict(row: dict[str, Any], p_holm: float, p_opp_holm: float, alpha: float) -> tuple[str, str]:
