@@ -65,7 +65,9 @@ def _claim_rows(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         t_lab, b_lab = c.get("treatment_label") or "treatment", c.get("baseline_label") or "baseline"
         unit = f" {c['unit']}" if c.get("unit") else ""
-        if c.get("baseline") is None:
+        if c.get("kind") == "correlation":
+            measured = f"Pearson r of {t_lab} with {b_lab} across {c.get('n', 0)} models"
+        elif c.get("baseline") is None:
             measured = f"{t_lab}: mean {fmt(c['treatment_mean'])}{unit} vs {fmt(c.get('null', 0.0))}"
         else:
             measured = f"{t_lab} {fmt(c['treatment_mean'])} vs {b_lab} {fmt(c['baseline_mean'])}{unit}"

@@ -63,7 +63,8 @@ def readme_table(source: str | Path) -> str:
             continue
         unit = f" {c['unit']}" if c.get("unit") else ""
         ref = c.get("baseline_mean") if c.get("baseline") is not None else c.get("null")
-        ours = f"{_f(c.get('treatment_mean'))} vs {_f(ref)}{unit}"
+        ours = f"{_f(c.get('treatment_mean'))} vs {_f(ref)}{unit}" if c.get("kind") != "correlation" else \
+            f"r across {c.get('n', 0)} models"
         verdict = c["verdict"]
         if c.get("failed"):
             verdict += " (failed: " + ", ".join(c["failed"]) + ")"
