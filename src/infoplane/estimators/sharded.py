@@ -20,11 +20,21 @@ import numpy as np
 import torch
 
 from .accumulator import SoftEntropyAccumulator
-from .kernel import entr_sum
+from .kernel import cpu_threads, entr_sum
 from .result import SoftEntropyResult
 from .validation import as_float_tensor, as_label_tensor, labels_as_dict
 
-__all__ = ["ShardedRowsAccumulator"]
+__all__ = ["ShardedRowsAccumulator", "owned_row_counts"]
+
+
+def owned_row_counts(row_labels: dict[str, np.ndarray], rank: int, world: int) -> dict[str, int]:
+    """Label rows rank ``rank`` of ``world`` owns: distinct ids ``x >= 0`` with ``x % world == rank`` per
+    label set (``row_labels[name]``: every label id of the data, any order)."""
+    out = {}
+    for name, ids in row_labels.items():
+        u = np.unique(np.asarray(ids, dtype=np.int64))
+        out[name] = int(((u >= 0) & (u % world == rank)).sum())
+    return out
 
 
 class ShardedRowsAccumulator:
@@ -69,8 +79,21 @@ class ShardedRowsAccumulator:
         dist.all_gather(out, pad, group=self.group)
         return [o[:n] for o, n in zip(out, sizes)]
 
-    def update(self, z: Any, labels: Any) -> None:
-        """Accumulate this rank's batch ``z [L, N, d]`` with ``labels`` ``dict[str, [N]]`` (a collective)."""
+    def local_rows(self) -> dict[str, int]:
+        """Label rows this rank holds per label set (its share of the single-process rows)."""
+        return {k: s.n_rows - 1 for k, s in self.local._labels.sets.items()}
+
+    def reserve_rows(self, row_counts: dict[str, int]) -> None:
+        """Allocate exactly ``row_counts[name]`` label rows (this rank's share: :func:`owned_row_counts`)."""
+        self.local.reserve_rows(row_counts)
+
+    def update(self, z: Any, labels: Any, groups: dict[str, Any] | None = None) -> None:
+        """Accumulate this rank's batch ``z [L, N, d]`` with ``labels`` ``dict[str, [N]]`` (a collective).
+
+        ``groups``: ``{name: [N] group ids}`` for per-group label sets (per-text labels), whose null permutes
+        labels across groups (as :meth:`SoftEntropyAccumulator.prepare_labels`). An invalid ``z`` on any rank
+        (e.g. a zero vector) raises the ``ValueError`` on every rank, so no rank waits in a collective.
+        """
         import torch.distributed as dist
 
         z = as_float_tensor(z).detach().cpu()
@@ -82,56 +105,79 @@ class ShardedRowsAccumulator:
         if not names or (self._names is not None and names != self._names):
             raise ValueError(f"labels must be a non-empty dict with the same sets every update "
                              f"(expected {list(self._names or ())}, got {list(names)})")
+        bad_groups = sorted(set(groups or {}) - set(names))
+        if bad_groups:
+            raise ValueError(f"groups {bad_groups}: no label set of that name; label sets are {list(names)}")
         self._names = names
-        lab = torch.stack([as_label_tensor(sets[k], n, f"labels[{k!r}]") for k in names]).T  # [N, S]
+        cols = [as_label_tensor(sets[k], n, f"labels[{k!r}]") for k in names]
+        # group ids ride along as extra columns (-1: the set has no groups, i.e. a position-wise null)
+        cols += [as_label_tensor(groups[k], n, f"groups[{k!r}]") if groups and k in groups
+                 else torch.full((n,), -1, dtype=torch.int64) for k in names]
+        lab = torch.stack(cols).T if n else torch.zeros(0, 2 * len(names), dtype=torch.int64)  # [N, 2S]
         L, m = self.n_layers, self.n_bins
+        error: ValueError | None = None
+        p, ent = torch.zeros(0, L, m, dtype=torch.float64), torch.zeros(0, L, dtype=torch.float64)
         if n:
-            p, ent, _ = self.local.kernel.assign(z, list(range(L)))  # [N, L, m], [N, L]
-            p = p.clone()
-        else:
-            p, ent = torch.zeros(0, L, m, dtype=torch.float64), torch.zeros(0, L, dtype=torch.float64)
-        self._n += n
-        self._counts += p.sum(0)  # c = sum_i p_i (soft-entropy, accumulator.py)
-        self._sent += ent.sum(0)  # sum_i H(p_i)
+            try:
+                p, ent, _ = self.local.kernel.assign(z, list(range(L)))  # [N, L, m], [N, L]
+            except ValueError as exc:
+                error, n = exc, -1
         size = torch.tensor([n], dtype=torch.int64)
         sizes_t = [torch.zeros(1, dtype=torch.int64) for _ in range(self.world)]
         dist.all_gather(sizes_t, size, group=self.group)
         sizes = [int(s) for s in sizes_t]
+        if min(sizes) < 0:  # every rank stops here: nothing was added anywhere
+            if error is not None:
+                raise error
+            bad = [r for r, s in enumerate(sizes) if s < 0]
+            raise ValueError(f"rank(s) {bad} rejected their batch (see the error on those ranks)")
+        self._n += n
+        self._counts += p.sum(0)  # c = sum_i p_i (soft-entropy, accumulator.py)
+        self._sent += ent.sum(0)  # sum_i H(p_i)
         if max(sizes) == 0:
             return
+        S = len(names)
         for p_r, e_r, l_r in zip(self._gather(p, sizes), self._gather(ent, sizes), self._gather(lab, sizes)):
             if p_r.shape[0]:
-                self._add_owned(p_r, e_r, {k: l_r[:, j].numpy() for j, k in enumerate(names)})
+                arrays = {k: l_r[:, j].numpy() for j, k in enumerate(names)}
+                gids = {k: l_r[:, S + j].numpy() for j, k in enumerate(names)
+                        if bool((l_r[:, S + j] >= 0).all())}
+                self._add_owned(p_r, e_r, arrays, gids)
 
-    def _add_owned(self, p: torch.Tensor, ent: torch.Tensor, arrays: dict[str, np.ndarray]) -> None:
+    def _add_owned(self, p: torch.Tensor, ent: torch.Tensor, arrays: dict[str, np.ndarray],
+                   groups: dict[str, np.ndarray]) -> None:
         """Add the positions of one gathered batch whose labels this rank owns to its rows."""
         tables = self.local._labels
         tables.names = tuple(sorted(arrays))
         n, L, m = p.shape
         flat = p.reshape(n, L * m)
         perm = tables.null_permutation(arrays, n).numpy() if self.local.null else None
-        for name, lab in arrays.items():
-            s = tables.get(name)
-            for null, lab_k in ((False, lab), (True, lab[perm] if perm is not None else None)):
-                if lab_k is None:
-                    continue
-                own = (lab_k >= 0) & (lab_k % self.world == self.rank)
-                if own.any():
-                    rows = torch.from_numpy(s.map_keys(lab_k[own]))
-                    s.ensure_capacity(s.n_rows)
-                    idx = torch.from_numpy(np.nonzero(own)[0])
-                    target = s.null_sums if null else s.sums
-                    target.view(s.cap, -1).index_add_(0, rows, flat[idx])  # C_x += sum_{i: x_i = x} p_i
-                    if not null:
-                        s.row_n.index_add_(0, rows, torch.ones(len(idx), L, dtype=torch.float64))  # n_x
-                neg = lab_k < 0
-                if self.rank == 0 and neg.any():  # singletons: H(Z|x) = H(p_i), kept by rank 0
-                    e = ent[torch.from_numpy(neg)].sum(0)
-                    if null:
-                        s.null_neg_sent += e
-                    else:
-                        s.neg_n += float(neg.sum())
-                        s.neg_sent += e
+        with cpu_threads(torch.device("cpu"), self.local.cpu_threads):
+            for name, lab in arrays.items():
+                s = tables.get(name)
+                null_idx = perm
+                if perm is not None and name in groups:  # per-text labels: permuted across groups
+                    null_idx = tables.group_permutation(arrays, groups[name], name).numpy()
+                for null, lab_k in ((False, lab), (True, lab[null_idx] if null_idx is not None else None)):
+                    if lab_k is None:
+                        continue
+                    own = (lab_k >= 0) & (lab_k % self.world == self.rank)
+                    if own.any():
+                        rows = torch.from_numpy(s.map_keys(lab_k[own]))
+                        s.ensure_capacity(s.n_rows)
+                        idx = torch.from_numpy(np.nonzero(own)[0])
+                        target = s.null_sums if null else s.sums
+                        target.view(s.cap, -1).index_add_(0, rows, flat[idx])  # C_x += sum_{i: x_i = x} p_i
+                        if not null:
+                            s.row_n.index_add_(0, rows, torch.ones(len(idx), L, dtype=torch.float64))  # n_x
+                    neg = lab_k < 0
+                    if self.rank == 0 and neg.any():  # singletons: H(Z|x) = H(p_i), kept by rank 0
+                        e = ent[torch.from_numpy(neg)].sum(0)
+                        if null:
+                            s.null_neg_sent += e
+                        else:
+                            s.neg_n += float(neg.sum())
+                            s.neg_sent += e
 
     def compute(self) -> SoftEntropyResult:
         """The result over all ranks' samples (a collective; every rank gets the same result)."""
