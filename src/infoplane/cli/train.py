@@ -125,7 +125,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--patch-size", type=int, help="tokens per MBE patch")
     g.add_argument("--mbe-layers", type=_parse_layers, metavar="LAYERS",
                    help="blocks whose MBE is penalised: 'middle' (all but the first and last), "
-                   "'rotate' (one middle block per step, cycling), 'all', or indices such as 1,2")
+                   "'rotate' (the default: one middle block per step, cycling, as the reference code), "
+                   "'all', or indices such as 1,2")
     g.add_argument("--mbe-scheme", choices=["joint", "alternating"],
                    help="'joint': CE + lambda x MBE on every micro-batch while compressing; "
                    "'alternating': CE and lambda x MBE on alternating micro-batches (paper-era code; "

@@ -3,9 +3,10 @@
 :class:`GaptLoss` turns an HF forward output (``output_hidden_states=True``) into the objective of
 :class:`~infoplane.train.objective.GaptObjective`: CE (+ lambda * MBE in the compression phase) and feeds the
 step's CE / MBE to its :class:`~infoplane.train.phases.PhaseController` once per optimiser step. Layers
-index the *block outputs* ``hidden_states[1:]``; the default ``"middle"`` skips the first and the last
-(which is post-final-norm in most HF models). Use it through :func:`gapt_training_step` (plain PyTorch loop)
-or :func:`gapt_trainer_class` / :class:`GaptCallback` (``transformers.Trainer``).
+index the *block outputs* ``hidden_states[1:]``; the default ``"rotate"`` (one block per optimiser step, as
+the reference implementations) skips the first and the last (which is post-final-norm in most HF models).
+Use it through :func:`gapt_training_step` (plain PyTorch loop) or :func:`gapt_trainer_class` /
+:class:`GaptCallback` (``transformers.Trainer``).
 
 Native checkpoints read like an HF model through :class:`~infoplane.train.model.NativeCausalLM`.
 """
@@ -71,7 +72,7 @@ class GaptLoss:
     """
 
     def __init__(self, controller: PhaseController | None = None, mbe_weight: float = 1.0,
-                 layers: Sequence[int] | str = "middle", patch_size: int = 8,
+                 layers: Sequence[int] | str = "rotate", patch_size: int = 8,
                  always_compress: bool = False, *, objective: GaptObjective | None = None) -> None:
         if objective is None:
             kind = "gapt" if controller is not None else ("ce+mbe" if always_compress else "ce")
@@ -130,7 +131,7 @@ def _forward(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:
 
 def gapt_training_step(model: nn.Module, batch: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                        loss_fn: GaptLoss | PhaseController, *, grad_clip: float | None = 1.0,
-                       scheduler: Any = None, mbe_weight: float = 1.0, layers: Sequence[int] | str = "middle",
+                       scheduler: Any = None, mbe_weight: float = 1.0, layers: Sequence[int] | str = "rotate",
                        patch_size: int = 8) -> dict[str, Any]:
     """One GAPT optimiser step on an HF causal LM (plain PyTorch loop): batch -> forward -> objective -> step.
 

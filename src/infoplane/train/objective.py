@@ -56,8 +56,9 @@ class ObjectiveConfig:
         MBE term only in compression phases chosen by a :class:`PhaseController`).
     mbe_weight: lambda >= 0 (reference code default 1.0, mod_gpt ``GaptConfig``).
     patch_size: tokens per MBE patch p (reference 8).
-    layers: ``"middle"`` (blocks ``skip_first .. L-1-skip_last`` every step), ``"rotate"`` (one of those per
-        step, cycling), ``"all"`` or a list of block indices.
+    layers: ``"rotate"`` (the default, as both reference implementations: one block of ``skip_first ..
+        L-1-skip_last`` per optimiser step, cycling; mod_gpt src/gapt.py), ``"middle"`` (all of those every
+        step), ``"all"`` or a list of block indices.
     skip_first, skip_last: blocks excluded at each end by ``"middle"`` / ``"rotate"`` (reference 1, 1).
     scheme: ``"joint"`` or ``"alternating"`` (module docstring).
     log_mbe: compute MBE without gradient when it is not penalised (for the log; GAPT always does).
@@ -67,7 +68,7 @@ class ObjectiveConfig:
     kind: str = "ce"
     mbe_weight: float = 1.0
     patch_size: int = 8
-    layers: Any = "middle"
+    layers: Any = "rotate"
     skip_first: int = 1
     skip_last: int = 1
     scheme: str = "joint"
