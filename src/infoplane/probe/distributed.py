@@ -13,6 +13,9 @@ only the rows of the label ids it owns (:class:`~infoplane.estimators.sharded.Sh
 each round of batches (batch ``k * world + r`` on rank ``r``) is one collective update in which the
 per-position assignments reach the owning rank. The memory plan is made from the largest per-rank share, so
 every rank runs the same passes.
+
+:func:`sweep_distributed` spreads the checkpoints of a sweep over the ranks instead (each checkpoint analysed
+whole by one rank), resumable per checkpoint; rank 0 writes the merged table.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ from infoplane.probe.config import ProbeConfig
 from infoplane.probe.memory import batch_positions
 from infoplane.probe.result import ProbeResult
 from infoplane.probe.run import ProbeRun
+from infoplane.probe.sweep import SweepResult, analyse_one, assemble, open_sweep, screen, unique_checkpoints
 
-__all__ = ["shard_indices", "analyze_distributed"]
+__all__ = ["shard_indices", "analyze_distributed", "sweep_distributed"]
 
 
 def shard_indices(n_items: int, rank: int, world_size: int) -> list[int]:
@@ -199,3 +203,105 @@ def _run_sharded_rows(prepared: PreparedProbe, rank: int, world: int, group: Any
         parts.append(acc.compute())
     run = ProbeRun(acc, all_sites, d, mine_idx, seconds)
     return run, (parts[0] if len(parts) == 1 else concat_layers(parts)), mplan
+
+
+def _agree(error: BaseException | None, group: Any) -> None:
+    """Raise on every rank when any rank failed (its own exception there, a ValueError naming the failed
+    ranks elsewhere), so that no rank is left waiting in a later collective."""
+    import torch.distributed as dist
+
+    msgs: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(msgs, None if error is None else f"{type(error).__name__}: {error}", group=group)
+    failed = {r: m for r, m in enumerate(msgs) if m is not None}
+    if not failed:
+        return
+    if error is not None:
+        raise error
+    raise ValueError(f"the distributed sweep failed on rank(s) {sorted(failed)}: {failed}")
+
+
+def sweep_distributed(
+    checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
+    corpus: Any = "kjv",
+    config: ProbeConfig | None = None,
+    *,
+    out: str | os.PathLike = "sweep",
+    group: Any = None,
+    tokenizer: Any = None,
+    sequence_values: Mapping[str, Sequence[Any]] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    device: str | Any = "cpu",
+    analyze_fn: Any = None,
+    strict: bool = False,
+) -> SweepResult:
+    """:func:`~infoplane.probe.sweep.sweep` with the checkpoints spread over the ranks of ``group``.
+
+    Rank 0 checks the resume guard and writes it; the integrity checks and weight hashes are split over the
+    ranks (checkpoint ``i`` on rank ``i % world``) and shared, so duplicates and corrupt checkpoints are
+    decided once for all; the checkpoints to analyse (intact, first of their weights) are dealt round robin
+    (the ``k``-th on rank ``k % world``). Every finished checkpoint is written to ``out/checkpoints`` at once,
+    so a killed sweep resumes (rerun the same command) without recomputing it. The rows are gathered; rank
+    0 writes ``sweep.csv``/``sweep_plane.csv``/``sweep.json`` and every rank returns the merged result. A
+    failure on one rank raises on every rank. Arguments as in :func:`~infoplane.probe.sweep.sweep`.
+    """
+    import torch.distributed as dist
+
+    from infoplane.probe.analyze import analyze
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ValueError("torch.distributed is not initialised: call init_process_group first "
+                         "(or use sweep() for a single process)")
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    fn = analyze_fn or analyze
+    sw, error = None, None
+    args = (checkpoints, corpus, config, out, tokenizer, sequence_values, resume, device)
+    if rank == 0:  # one writer of the guard; the others open after it
+        try:
+            sw = open_sweep(*args, write=True)
+        except (ValueError, OSError) as exc:
+            error = exc
+    _agree(error, group)
+    if rank != 0:
+        try:
+            sw = open_sweep(*args, write=False)
+        except (ValueError, OSError) as exc:
+            error = exc
+    _agree(error, group)
+    assert sw is not None
+    mine: dict[int, dict[str, Any]] = {}
+    try:
+        for i in range(rank, len(sw.ckpts), world):
+            mine[i] = screen(sw, sw.ckpts[i], strict)
+    except ValueError as exc:
+        error = exc
+    _agree(error, group)
+    shared: list[Any] = [None] * world
+    dist.all_gather_object(shared, (mine, sw.hashes), group=group)
+    status = [{} for _ in sw.ckpts]
+    for part, hashes in shared:
+        for i, st in part.items():
+            status[i] = st
+            path = str(sw.ckpts[i].path)
+            if path in hashes:
+                sw.hashes[path] = hashes[path]
+    todo, _ = unique_checkpoints(sw, status)
+    done: dict[int, tuple[list[dict[str, Any]], dict[str, Any], bool]] = {}
+    try:
+        for i in todo[rank::world]:
+            done[i] = analyse_one(sw, sw.ckpts[i], status[i]["sha256"], fn, resume, tokenizer=tokenizer,
+                                  sequence_values=sequence_values, device=device, progress=progress)
+    except Exception as exc:  # noqa: BLE001 -- re-raised on this rank by _agree, reported on the others
+        error = exc
+    _agree(error, group)
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, done, group=group)
+    parts, metas, computed = {}, {}, []
+    for i in todo:
+        rows, meta, now = next(g[i] for g in gathered if i in g)
+        parts[i], metas[sw.ckpts[i].name] = rows, meta
+        if now:
+            computed.append(sw.ckpts[i].name)
+    result = assemble(sw, status, parts, metas, computed, write=rank == 0)
+    dist.barrier(group=group)  # the merged files exist when any rank returns
+    return result

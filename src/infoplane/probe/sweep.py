@@ -28,7 +28,8 @@ from infoplane.probe.models import check_device, is_native_checkpoint
 from infoplane.probe.plan import corpus_content_hash, is_token_input
 from infoplane.probe.result import RESULT_COLUMNS, ordered_columns
 
-__all__ = ["Checkpoint", "list_checkpoints", "sweep", "SweepResult"]
+__all__ = ["Checkpoint", "list_checkpoints", "sweep", "SweepResult", "SweepSetup", "open_sweep", "screen",
+           "analyse_one", "unique_checkpoints", "assemble"]
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
@@ -159,6 +160,127 @@ def _reusable(corpus: Any) -> Any:
     return corpus if isinstance(corpus, Corpus) else load_corpus(corpus)
 
 
+@dataclass
+class SweepSetup:
+    """A validated sweep: its checkpoints, the reusable corpus, the resume guard and the output folders."""
+
+    ckpts: list[Checkpoint]
+    corpus: Any
+    config: ProbeConfig
+    out_dir: Path
+    guard: dict[str, Any]
+    settings: dict[str, Any]
+    hashes: dict[str, Any]  # weight-hash cache (weights_sha256.json)
+
+    @property
+    def per_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+
+def open_sweep(checkpoints: Any, corpus: Any, config: ProbeConfig | None, out: str | os.PathLike,
+               tokenizer: Any, sequence_values: Any, resume: bool, device: Any,
+               write: bool = True) -> SweepSetup:
+    """Validate the arguments, list the checkpoints and check the resume guard (a ValueError when ``out``
+    holds a sweep of other settings); ``write`` stores the guard (one writer per output directory)."""
+    config = ProbeConfig.resolve(config)
+    check_device(device)
+    check_output_dir(out, "out")
+    ckpts = list_checkpoints(checkpoints)
+    corpus = _reusable(corpus)
+    out_dir = Path(out)
+    guard = _guard(config, corpus, sequence_values, tokenizer)
+    settings = {**config.to_dict(),
+                "corpus": str(corpus) if isinstance(corpus, (str, os.PathLike)) else type(corpus).__name__}
+    cfg_path = out_dir / "sweep_config.json"
+    if resume and cfg_path.is_file():
+        old = read_json(cfg_path)
+        if old.get("hash") != guard["hash"]:
+            what = ", ".join(k for k in ("config", "corpus_sha256", "tokenizer") if old.get(k) != guard[k])
+            raise ValueError(f"{out_dir} holds a sweep with other settings (differs in: {what or 'format'}; "
+                             f"stored settings {old.get('config')}); use another output directory or "
+                             "resume=False to start over")
+    if write:
+        (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cfg_path, guard)
+    hash_path = out_dir / "weights_sha256.json"
+    hashes = read_json(hash_path) if hash_path.is_file() else {}
+    return SweepSetup(ckpts, corpus, config, out_dir, guard, settings, hashes)
+
+
+def screen(sw: SweepSetup, c: Checkpoint, strict: bool) -> dict[str, Any]:
+    """Integrity check and weight hash of one checkpoint: ``{"name", "path", "step", "reason"}`` for a
+    corrupt one (warned; a ValueError when ``strict``), else ``{"name", "sha256"}``."""
+    why = check_checkpoint(c.path)
+    if why is not None:
+        if strict:
+            raise ValueError(f"corrupt checkpoint {str(c.path)!r} (strict sweep): {why}")
+        warnings.warn(f"skipping corrupt checkpoint {str(c.path)!r}: {why}", stacklevel=3)
+        return {"name": c.name, "path": str(c.path), "step": c.step, "reason": why}
+    return {"name": c.name, "sha256": _cached_sha256(c.path, sw.hashes)}
+
+
+def analyse_one(sw: SweepSetup, c: Checkpoint, sha: str, fn: Callable[..., Any], resume: bool,
+                **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+    """Rows and metadata of one checkpoint: read back when its CSV exists for the same weights (resume),
+    else computed with ``fn`` and written atomically (metadata first, the CSV last = "done").
+    Returns (rows, metadata, computed now)."""
+    csv_path, meta_path = sw.per_dir / f"{c.name}.csv", sw.per_dir / f"{c.name}.json"
+    old_meta = read_json(meta_path) if resume and csv_path.is_file() and meta_path.is_file() else None
+    if resume and csv_path.is_file() and (old_meta or {}).get("weights_sha256", sha) == sha:
+        return read_csv(csv_path), old_meta or {}, False
+    res = fn(str(c.path), sw.corpus, sw.config, model_name=c.name, step=c.step, **kwargs)
+    atomic_write_json(meta_path, res.metadata)
+    atomic_write_csv(csv_path, res.rows, ordered_columns(res.rows, RESULT_COLUMNS))  # written last = "done"
+    return res.rows, res.metadata, True
+
+
+def unique_checkpoints(sw: SweepSetup, status: list[dict[str, Any]]) -> tuple[list[int], dict[int, int]]:
+    """Indices of the checkpoints to analyse (the first of every weight hash, corrupt ones left out) and,
+    for every later duplicate, the index of the first one with its weights."""
+    first: dict[str, int] = {}
+    dup: dict[int, int] = {}
+    for i, st in enumerate(status):
+        sha = st.get("sha256")
+        if sha is None:
+            continue
+        if sha in first:
+            dup[i] = first[sha]
+        else:
+            first[sha] = i
+    return sorted(first.values()), dup
+
+
+def assemble(sw: SweepSetup, status: list[dict[str, Any]], parts: dict[int, list[dict[str, Any]]],
+             metas: dict[str, Any], computed: list[str], write: bool = True) -> SweepResult:
+    """The trajectory table from every checkpoint's rows (duplicates get their first's rows under their own
+    name and step), written to ``sweep.csv``/``sweep_plane.csv``/``sweep.json`` when ``write``."""
+    _, dup = unique_checkpoints(sw, status)
+    rows: list[dict[str, Any]] = []
+    corrupt = [st for st in status if "reason" in st]
+    duplicates = []
+    for i, c in enumerate(sw.ckpts):
+        if i in dup:
+            first = sw.ckpts[dup[i]]
+            duplicates.append({"name": c.name, "path": str(c.path), "step": c.step, "same_as": first.name,
+                               "weights_sha256": status[i]["sha256"]})
+            rows.extend({**r, "model": c.name, "step": c.step} for r in parts[dup[i]])
+        elif i in parts:
+            rows.extend(parts[i])
+    if write:
+        atomic_write_json(sw.out_dir / "weights_sha256.json", sw.hashes)
+    if not parts:
+        raise ValueError(f"every checkpoint of the sweep is corrupt: {[d['path'] for d in corrupt]}")
+    plane = plane_table(rows)
+    metadata = {"checkpoints": [{"name": c.name, "path": str(c.path), "step": c.step} for c in sw.ckpts],
+                "settings": sw.settings, "corpus_sha256": sw.guard["corpus_sha256"], "per_checkpoint": metas,
+                "corrupt": corrupt, "duplicates": duplicates}
+    if write:
+        atomic_write_csv(sw.out_dir / "sweep.csv", rows, ordered_columns(rows, RESULT_COLUMNS))
+        atomic_write_csv(sw.out_dir / "sweep_plane.csv", plane, ordered_columns(plane, PLANE_COLUMNS))
+        atomic_write_json(sw.out_dir / "sweep.json", metadata)
+    return SweepResult(rows, plane, metadata, computed, corrupt, duplicates)
+
+
 def sweep(
     checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     corpus: Any = "kjv",
@@ -197,73 +319,18 @@ def sweep(
     under their own name and step. A resumed checkpoint whose weights changed since it was analysed is
     recomputed.
     """
-    config = ProbeConfig.resolve(config)
-    check_device(device)
-    check_output_dir(out, "out")
-    ckpts = list_checkpoints(checkpoints)
-    corpus = _reusable(corpus)
-    out_dir = Path(out)
-    per_dir = out_dir / "checkpoints"
-    per_dir.mkdir(parents=True, exist_ok=True)
+    sw = open_sweep(checkpoints, corpus, config, out, tokenizer, sequence_values, resume, device)
     fn = analyze_fn or analyze
-    guard = _guard(config, corpus, sequence_values, tokenizer)
-    settings = {**config.to_dict(),
-                "corpus": str(corpus) if isinstance(corpus, (str, os.PathLike)) else type(corpus).__name__}
-    cfg_path = out_dir / "sweep_config.json"
-    if resume and cfg_path.is_file():
-        old = read_json(cfg_path)
-        if old.get("hash") != guard["hash"]:
-            what = ", ".join(k for k in ("config", "corpus_sha256", "tokenizer") if old.get(k) != guard[k])
-            raise ValueError(f"{out_dir} holds a sweep with other settings (differs in: {what or 'format'}; "
-                             f"stored settings {old.get('config')}); use another output directory or "
-                             "resume=False to start over")
-    atomic_write_json(cfg_path, guard)
-    rows: list[dict[str, Any]] = []
-    computed: list[str] = []
+    status = [screen(sw, c, strict) for c in sw.ckpts]  # every checkpoint checked before any compute
+    todo, _ = unique_checkpoints(sw, status)
+    parts: dict[int, list[dict[str, Any]]] = {}
     metas: dict[str, Any] = {}
-    corrupt: list[dict[str, Any]] = []
-    duplicates: list[dict[str, Any]] = []
-    first_with: dict[str, tuple[Checkpoint, list[dict[str, Any]]]] = {}  # weights SHA-256 -> first
-    hash_path = out_dir / "weights_sha256.json"
-    hashes = read_json(hash_path) if hash_path.is_file() else {}
-    for c in ckpts:
-        csv_path, meta_path = per_dir / f"{c.name}.csv", per_dir / f"{c.name}.json"
-        why = check_checkpoint(c.path)
-        if why is not None:
-            if strict:
-                raise ValueError(f"corrupt checkpoint {str(c.path)!r} (strict sweep): {why}")
-            warnings.warn(f"skipping corrupt checkpoint {str(c.path)!r}: {why}", stacklevel=2)
-            corrupt.append({"name": c.name, "path": str(c.path), "step": c.step, "reason": why})
-            continue
-        sha = _cached_sha256(c.path, hashes)
-        if sha in first_with:
-            first, first_rows = first_with[sha]
-            duplicates.append({"name": c.name, "path": str(c.path), "step": c.step, "same_as": first.name,
-                               "weights_sha256": sha})
-            rows.extend({**r, "model": c.name, "step": c.step} for r in first_rows)
-            continue
-        old_meta = read_json(meta_path) if resume and csv_path.is_file() and meta_path.is_file() else None
-        if resume and csv_path.is_file() and (old_meta or {}).get("weights_sha256", sha) == sha:
-            part = read_csv(csv_path)
-            metas[c.name] = old_meta or {}
-        else:
-            res = fn(str(c.path), corpus, config, tokenizer=tokenizer, sequence_values=sequence_values,
-                     model_name=c.name, step=c.step, device=device, progress=progress)
-            part = res.rows
-            metas[c.name] = res.metadata
-            atomic_write_json(meta_path, res.metadata)
-            atomic_write_csv(csv_path, part, ordered_columns(part, RESULT_COLUMNS))  # written last = "done"
+    computed: list[str] = []
+    for i in todo:
+        c = sw.ckpts[i]
+        parts[i], metas[c.name], done_now = analyse_one(
+            sw, c, status[i]["sha256"], fn, resume, tokenizer=tokenizer, sequence_values=sequence_values,
+            device=device, progress=progress)
+        if done_now:
             computed.append(c.name)
-        first_with[sha] = (c, part)
-        rows.extend(part)
-    atomic_write_json(hash_path, hashes)
-    if not first_with:
-        raise ValueError(f"every checkpoint of the sweep is corrupt: {[d['path'] for d in corrupt]}")
-    plane = plane_table(rows)
-    metadata = {"checkpoints": [{"name": c.name, "path": str(c.path), "step": c.step} for c in ckpts],
-                "settings": settings, "corpus_sha256": guard["corpus_sha256"], "per_checkpoint": metas,
-                "corrupt": corrupt, "duplicates": duplicates}
-    atomic_write_csv(out_dir / "sweep.csv", rows, ordered_columns(rows, RESULT_COLUMNS))
-    atomic_write_csv(out_dir / "sweep_plane.csv", plane, ordered_columns(plane, PLANE_COLUMNS))
-    atomic_write_json(out_dir / "sweep.json", metadata)
-    return SweepResult(rows, plane, metadata, computed, corrupt, duplicates)
+    return assemble(sw, status, parts, metas, computed)
