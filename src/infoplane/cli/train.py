@@ -136,6 +136,14 @@ def register(subparsers: Any) -> None:
     g = p.add_argument_group("monitoring and output")
     g.add_argument("--eval-every", type=int, help="validate every N steps; 0 = only at the end")
     g.add_argument("--align-every", type=int, help="log the CE/MBE gradient cosine every N steps; 0 = off")
+    g.add_argument("--monitor-every", type=int, default=0, metavar="N",
+                   help="probe the information plane every N optimiser steps on a fixed held-out probe set "
+                   "(InfoPlaneMonitor: complexity, expressivity, their permutation nulls and MBE per layer, "
+                   "appended to OUT/plane_monitor.csv; resumes with the run); 0 = off")
+    g.add_argument("--monitor-tokens", type=int, default=4096, metavar="N",
+                   help="probe positions per monitor point (held-out validation text)")
+    g.add_argument("--monitor-orders", default="1,2", metavar="ORDERS",
+                   help="n-gram orders of the monitor's labels, comma-separated")
     g.add_argument("--checkpoint-steps", dest="checkpoints", metavar="SPEC", help="when to save: 'log:N' "
                    "(N log-spaced steps), 'every:K', 'final', or a comma-separated list of steps")
     g.add_argument("--checkpoints", dest="checkpoints", help=argparse.SUPPRESS)  # old spelling
@@ -244,6 +252,32 @@ def _check_device(spec: str) -> None:
                          f"{torch.__version__}); use --device cpu or auto")
 
 
+def _monitor(args: argparse.Namespace, cfg: Any) -> list[Any]:
+    """``--monitor-every``: the InfoPlaneMonitor callback (empty list when off)."""
+    every = getattr(args, "monitor_every", 0) or 0
+    if every < 0:
+        raise ValueError(f"--monitor-every: expected a number of steps >= 0 (0 = off), got {every}")
+    if every == 0:
+        return []
+    from infoplane.probe.config import ProbeConfig
+    from infoplane.probe.monitor import InfoPlaneMonitor
+
+    try:
+        orders = tuple(int(x) for x in str(args.monitor_orders).split(","))
+    except ValueError as exc:
+        raise ValueError(f"--monitor-orders: expected integers separated by commas, got "
+                         f"{args.monitor_orders!r}") from exc
+    if args.monitor_tokens < 1:
+        raise ValueError(f"--monitor-tokens: expected a positive number of positions, "
+                         f"got {args.monitor_tokens}")
+    try:
+        probe = ProbeConfig(orders=orders, max_tokens=int(args.monitor_tokens), seq_len=cfg.model.block_size,
+                            null=True)
+    except ValueError as exc:
+        raise ValueError(f"--monitor-orders / --monitor-tokens: {exc}") from None
+    return [InfoPlaneMonitor(config=probe, every=every, tensorboard=bool(args.tensorboard))]
+
+
 def run(args: argparse.Namespace) -> int:
     from infoplane.io import check_output_dir
 
@@ -259,7 +293,8 @@ def run(args: argparse.Namespace) -> int:
     from infoplane.train.trainer import Trainer
 
     # under torchrun: one process per rank (gloo), DDP
-    trainer = Trainer(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    trainer = Trainer(cfg, resume=args.resume, overwrite=getattr(args, "overwrite", False),
+                      callbacks=_monitor(args, cfg))
     res = trainer.run()
     if trainer.rank != 0:
         return 0
