@@ -11,7 +11,7 @@ import torch
 
 from infoplane.experiments import registry
 from infoplane.experiments.common import config_hash, is_done, run_experiment, summarize
-from infoplane.experiments.cycles import smooth_series
+from infoplane.experiments.cycles import CyclesConfig, analyse_run
 from infoplane.experiments.forgetting import ForgettingConfig, selectivity, separation
 from infoplane.experiments.plane_over_training import rise_fall_score
 
@@ -56,10 +56,25 @@ def test_rise_fall_score():
     assert math.isnan(rise_fall_score([1, 2], [0, 1])["score"])
 
 
-def test_smooth_series():
-    y = np.array([0.0, 3.0, 0.0, 3.0])
-    assert np.allclose(smooth_series(y, 3), [1.5, 1.0, 2.0, 1.5])
-    assert np.array_equal(smooth_series(y, 1), y)
+def test_cycles_analyse_run_rows_and_untestable_series():
+    cfg = dataclasses.replace(CyclesConfig.quick(), n_layer=2, n_surrogates=49)
+    rng = np.random.default_rng(0)
+    rows = []
+    for t in range(12):
+        r = {"step": 10 * (t + 1), "mbe_mean": 1.5 - 0.01 * t, "mbe_0": 1.4, "mbe_1": 1.6 - 0.02 * t}
+        for key in ("cos_mbe", "cos_mbe_0", "cos_mbe_1", "cos_frob"):
+            r[key], r[f"{key}_se"] = float(rng.normal()), 0.1
+        rows.append(r)
+    rows[3]["cos_mbe_1"] = float("nan")  # a zero gradient somewhere: that series is not tested, and says so
+    stats, nulls = analyse_run(cfg, 4, rows)
+    # MBE: layer mean + 2 layers; control: layer mean only (no per-layer control columns)
+    assert [(r["gradient"], r["layer"]) for r in stats] == [("mbe", "mean"), ("mbe", 0), ("mbe", 1),
+                                                             ("frob", "mean")]
+    assert "not tested" in stats[2]["note"] and "excess" not in stats[2]
+    assert all(math.isfinite(stats[i]["excess"]) for i in (0, 1, 3))
+    assert math.isnan(stats[1]["validity_spearman"])  # held-out MBE of layer 0 is constant
+    assert {r["gradient"] for r in nulls} == {"mbe", "frob"}
+    assert sum(r["frequency"] for r in nulls if r["gradient"] == "mbe") == cfg.n_surrogates
 
 
 def test_config_hash_stable_and_sensitive():

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 # even smaller than --quick, so the whole test stays around a minute on 2 shared cores
 TINY = [
-    "cycles.steps=30", "cycles.seeds=[0,1]", "cycles.align_every=5", "cycles.smooth=3",
+    "cycles.steps=40", "cycles.seeds=[0,1]", "cycles.align_every=5", "cycles.n_surrogates=99",
     "lm_gapt.steps=40", "lm_gapt.seeds=[0,1]", "lm_gapt.eval_every=20", "lm_gapt.eval_batches=2",
     'lm_gapt.checkpoint_steps="log:3"', "arithmetic.steps=40", "arithmetic.seeds=[0,1]",
     "arithmetic.n_train=500", "arithmetic.n_val=100", "arithmetic.n_test=100", "arithmetic.n_test_ood=100",

@@ -1,58 +1,97 @@
-"""Experiment 1: emergent memorization-compression cycles under CE-only training (Yu 2025, abstract).
+"""Experiment 1: memorization-compression cycles under CE-only training, tested against noise (Yu 2025,
+arXiv:2505.08727, abstract: "oscillating positive/negative gradient alignment between cross-entropy and MBE").
 
-The compact GPT is trained with cross-entropy only on the KJV corpus. Every ``align_every`` steps, on one
-**fixed** held-out batch (same batch every time, so batch sampling noise does not enter the series), we take
-``torch.autograd.grad`` of CE and of each block's patch MBE (and, as the control, of each block's mean squared
-activation = Frobenius norm^2 / (B T), a representation-size penalty with no entropy content) and record
+The compact GPT is trained with cross-entropy only on the KJV corpus (independent seeds). Every
+``align_every`` steps, on each of K **fixed** held-out probe batches (drawn once with ``probe_seed``, the same
+batches at every point and in every run), :func:`infoplane.train.alignment.probe_alignment` takes
+``torch.autograd.grad`` of CE, of each block's patch MBE and of each block's mean squared activation (the
+Frobenius control: a representation-size loss with no entropy content) and records ``cos(grad CE, grad MBE)``
+(layer mean and per layer) and the control's cosine; the series keep the mean and standard error over the K
+batches. Held-out CE and MBE (uncentered and centered, per layer) on separate held-out batches are recorded at
+the same points. Positive cosine: a CE descent step also lowers MBE (compression).
 
-* ``cos(grad CE, grad MBE_l)`` per layer and for the layer-mean MBE (global),
-* the same for the Frobenius control,
+Per run and family (:mod:`infoplane.experiments.cycles_analysis`): a spectral test against AR(1)
+surrogates, significant sign changes (``|mean| > z SE`` on both sides) of the linearly detrended series
+against its own AR(1) surrogates (excess = observed - surrogate mean), and the validity check (does the
+cosine's sign predict the next change of held-out MBE?).
 
-via :func:`infoplane.train.alignment.gradient_alignment`. Positive cosine: a CE descent step also lowers MBE
-(compression); negative: CE descent raises MBE (memorization / expansion). The paper reports oscillating
-sign. :func:`infoplane.train.alignment.detect_cycles` gives sign changes, zero-crossing and FFT periods of the
-raw and of the smoothed (centred moving average of ``smooth`` points) series.
+Claims: ``cycles`` (MBE excess > 0 across runs), ``cycles_vs_control`` (MBE excess > Frobenius excess,
+paired), ``cycles_validity`` (validity correlation > 0). Their preconditions are design facts only (run
+length, K, points per run), declared here before any result is seen. Figures: :mod:`cycles_figures`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
+from infoplane.experiments.cycles_analysis import null_counts, series_tests, surrogate_seed, validity
+from infoplane.experiments.cycles_probe import AlignmentProbe, probe_batches
 from infoplane.io import atomic_write_csv
 
 NAME = "cycles"
 
-__all__ = ["NAME", "CyclesConfig", "run", "smooth_series", "AlignmentProbe"]
+__all__ = [
+    "NAME",
+    "CyclesConfig",
+    "AlignmentProbe",
+    "probe_batches",
+    "analyse_run",
+    "run",
+    "describe",
+    "figures",
+    "MIN_STEPS",
+    "MIN_PROBE_BATCHES",
+    "MIN_POINTS",
+]
+
+# declared design preconditions (not looked up from results): long runs, K fixed probe batches, series length
+MIN_STEPS = 2000
+MIN_PROBE_BATCHES = 4
+MIN_POINTS = 50
 
 
 @dataclass(frozen=True)
 class CyclesConfig:
-    """CE-only training and alignment logging (mod_gpt src/gradtracker.py; scaled down)."""
+    """CE-only training with alignment probes (mod_gpt src/gradtracker.py protocol; scaled down).
+
+    Probes: ``probe_batches`` (K) held-out batches of ``probe_batch_size`` sequences x ``block_size``
+    tokens; held-out CE / MBE on ``mbe_batches`` batches of ``batch_size`` sequences. The Frobenius
+    control is taken for the layer mean only unless ``control_per_layer`` (L - 1 more backwards per batch).
+    Tests: ``z`` SE for a significant point, ``n_surrogates`` AR(1) surrogates, polynomial detrending of
+    degree ``detrend_order``.
+    """
 
     seeds: tuple[int, ...] = (0, 1, 2)
     tokenizer: str = "bpe:512"
     val_fraction: float = 0.05
     n_layer: int = 4
     n_head: int = 4
-    d_model: int = 64
+    d_model: int = 32
     block_size: int = 64
-    batch_size: int = 16
-    steps: int = 400
+    batch_size: int = 8
+    steps: int = 600
     lr: float = 3e-3
     warmup_steps: int = 20
     patch_size: int = 8
-    align_every: int = 5
-    align_batch: int = 8
-    smooth: int = 5
+    align_every: int = 10
+    probe_batches: int = 4
+    probe_batch_size: int = 4
+    probe_seed: int = 0
+    mbe_batches: int = 2
+    control_per_layer: bool = False
+    z: float = 2.0
+    n_surrogates: int = 999
+    detrend_order: int = 1
+    num_threads: int = 1
 
     @classmethod
     def quick(cls) -> CyclesConfig:
-        return cls(seeds=(0, 1), steps=120, align_every=5, smooth=3)
+        return cls(seeds=(0, 1), steps=80, align_every=10, n_surrogates=199, mbe_batches=1)
 
     @classmethod
     def demo(cls) -> CyclesConfig:
@@ -60,181 +99,253 @@ class CyclesConfig:
 
     @classmethod
     def full(cls) -> CyclesConfig:
-        return cls(seeds=tuple(range(8)))
+        return cls(seeds=tuple(range(8)), steps=2000, align_every=25)
 
 
-def smooth_series(y: np.ndarray, k: int) -> np.ndarray:
-    """Centred moving average over ``k`` points (edges use the available points); k <= 1 returns y."""
-    y = np.asarray(y, dtype=float)
-    if k <= 1 or y.size == 0:
-        return y
-    out = np.empty_like(y)
-    h = k // 2
-    for i in range(y.size):
-        seg = y[max(0, i - h): i + h + 1]
-        seg = seg[np.isfinite(seg)]
-        out[i] = seg.mean() if seg.size else np.nan
-    return out
-
-
-class AlignmentProbe:
-    """Trainer callback: every ``every`` steps, gradient cosines on a fixed batch ``(x [B,T], y [B,T])``."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, every: int, patch_size: int) -> None:
-        self.x, self.y, self.every, self.patch = x, y, every, patch_size
-        self.rows: list[dict] = []
-
-    def __call__(self, trainer, rec: dict) -> None:
-        step = int(rec["step"])
-        if step % self.every and step != 1:
-            return
-        from infoplane.estimators import patch_matrix_entropy
-        from infoplane.train.alignment import gradient_alignment
-
-        model = trainer.model
-        was_training = model.training
-        model.eval()
-        out = model(self.x, self.y)
-        hidden = out.hidden_states
-        mbe = {i: patch_matrix_entropy(h, patch_size=self.patch, remainder="drop_start")
-               for i, h in enumerate(hidden)}
-        frob = {i: h.pow(2).mean() for i, h in enumerate(hidden)}  # control: ||H_l||_F^2 / (B T)
-        a = gradient_alignment(model, out.loss, mbe, per_layer=True, retain_graph=True)
-        c = gradient_alignment(model, out.loss, frob, per_layer=True, retain_graph=False)
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-        row = {"step": step, "ce_fixed": out.loss.item(), "cos_mbe": a["cos"], "cos_frob": c["cos"],
-               "mbe_fixed_mean": float(torch.stack(list(mbe.values())).mean())}
-        for i in range(len(hidden)):
-            row[f"cos_mbe_{i}"] = a["cos_layer"][i]
-            row[f"cos_frob_{i}"] = c["cos_layer"][i]
-        self.rows.append(row)
-        rec["align_fixed"] = {"cos_mbe": a["cos"], "cos_frob": c["cos"]}
-
-
-def _cycle_stats(steps: np.ndarray, series: np.ndarray, smooth: int) -> dict[str, float]:
-    from infoplane.train.alignment import detect_cycles
-
-    raw = detect_cycles(series, steps)
-    sm = detect_cycles(smooth_series(series, smooth), steps)
-    return {"sign_changes_raw": raw["n_sign_changes"], "sign_changes": sm["n_sign_changes"],
-            "period": sm["period"], "period_fft": raw["period_fft"], "frac_positive": raw["frac_positive"],
-            "mean_cos": float(np.nanmean(series)), "std_cos": float(np.nanstd(series))}
+def analyse_run(cfg: CyclesConfig, seed: int, rows: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """Tests of one run's series: ``(stat_rows, null_rows)``; one stat row per (family, layer) with the
+    validity correlation against the matching held-out MBE; null rows (layer mean): surrogate histogram."""
+    stats, nulls = [], []
+    layers: list[Any] = ["mean", *range(cfg.n_layer)]
+    for fam in ("mbe", "frob"):
+        for layer in layers:
+            key = f"cos_{fam}" if layer == "mean" else f"cos_{fam}_{layer}"
+            if key not in rows[0]:  # the control per layer was not taken (control_per_layer=False)
+                continue
+            m = np.array([r[key] for r in rows], dtype=float)
+            s = np.array([r[f"{key}_se"] for r in rows], dtype=float)
+            sd = surrogate_seed(seed, fam, layer)
+            kw = {"z": cfg.z, "n_surrogates": cfg.n_surrogates, "seed": sd, "order": cfg.detrend_order}
+            row: dict[str, Any] = {"seed": seed, "gradient": fam, "layer": layer, "surrogate_seed": sd}
+            if np.all(np.isfinite(m)) and np.all(np.isfinite(s)) and m.size >= 8:
+                row.update(series_tests(m, s, **kw))
+                mbe = np.array(
+                    [r["mbe_mean" if layer == "mean" else f"mbe_{layer}"] for r in rows], dtype=float
+                )
+                v = validity(m, mbe)
+                row.update({"validity_spearman": v["spearman"], "validity_pearson": v["pearson"]})
+                if layer == "mean":
+                    counts, freq = np.unique(null_counts(m, s, **kw), return_counts=True)
+                    nulls += [
+                        {
+                            "seed": seed,
+                            "gradient": fam,
+                            "count": int(c),
+                            "frequency": int(f),
+                            "observed": row["sign_changes"],
+                        }
+                        for c, f in zip(counts, freq)
+                    ]
+            else:  # a zero gradient (NaN cosine) or a too short series: no test, said so in the table
+                row["note"] = f"not tested: {int((~np.isfinite(m)).sum())} non-finite points of {m.size}"
+            stats.append(row)
+    return stats, nulls
 
 
 def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
-    """CE-only runs with alignment logging; writes ``cycles_alignment.csv`` and ``cycles_stats.csv``."""
+    """CE-only runs with probes; writes ``cycles_alignment.csv`` (per point), ``cycles_probe.csv`` (per probe
+    batch), ``cycles_stats.csv`` (per run, family, layer) and ``cycles_null.csv``; records the claims."""
+    from infoplane.data.lm_data import val_batches
     from infoplane.train.config import TrainConfig
     from infoplane.train.model import GPTConfig
     from infoplane.train.objective import ObjectiveConfig
     from infoplane.train.trainer import Trainer
 
+    if cfg.steps // cfg.align_every < 8:
+        raise ValueError(
+            f"steps // align_every must give >= 8 points for the tests, got {cfg.steps} // {cfg.align_every}"
+        )
     tok, splits, _ = lm_data(cfg.tokenizer, cfg.val_fraction, 0)
-    from infoplane.data.lm_data import val_batches
-
-    xb, yb = val_batches(splits.val, cfg.align_batch, cfg.block_size, 1)[0]
-    series_rows, stat_rows = [], []
+    half = len(splits.val) // 2  # held-out tokens: first half for the probes, second half for CE / MBE
+    probes = probe_batches(
+        splits.val[:half], cfg.probe_batches, cfg.probe_batch_size, cfg.block_size, cfg.probe_seed
+    )
+    heldout = val_batches(splits.val[half:], cfg.batch_size, cfg.block_size, cfg.mbe_batches)
+    series, batch_rows, stat_rows, null_rows = [], [], [], []
     for seed in cfg.seeds:
-        tc = TrainConfig(corpus="kjv", tokenizer=cfg.tokenizer, val_fraction=cfg.val_fraction,
-                         model=GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model,
-                                         block_size=cfg.block_size),
-                         objective=ObjectiveConfig(kind="ce", patch_size=cfg.patch_size, log_mbe=False),
-                         steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                         warmup_steps=cfg.warmup_steps, eval_every=0, eval_batches=4,
-                         checkpoint_steps="final",
-                         seed=seed, out_dir=str(fresh_dir(paths.runs / f"seed{seed}")), progress=False)
-        probe = AlignmentProbe(xb, yb, cfg.align_every, cfg.patch_size)
+        tc = TrainConfig(
+            corpus="kjv",
+            tokenizer=cfg.tokenizer,
+            val_fraction=cfg.val_fraction,
+            model=GPTConfig(
+                n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model, block_size=cfg.block_size
+            ),
+            objective=ObjectiveConfig(kind="ce", patch_size=cfg.patch_size, log_mbe=False),
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            warmup_steps=cfg.warmup_steps,
+            eval_every=0,
+            eval_batches=1,
+            checkpoint_steps="final",
+            seed=seed,
+            out_dir=str(fresh_dir(paths.runs / f"seed{seed}")),
+            progress=False,
+            num_threads=cfg.num_threads,
+        )
+        probe = AlignmentProbe(probes, heldout, cfg.align_every, cfg.patch_size, cfg.control_per_layer)
         res = Trainer(tc, splits=splits, tokenizer=tok, callbacks=[probe]).run()
-        for r in probe.rows:
-            series_rows.append({"seed": seed, **r})
-        steps = np.array([r["step"] for r in probe.rows], dtype=float)
-        for kind in ("mbe", "frob"):
-            for layer in ["mean", *range(cfg.n_layer)]:
-                key = f"cos_{kind}" if layer == "mean" else f"cos_{kind}_{layer}"
-                y = np.array([r[key] for r in probe.rows], dtype=float)
-                stat_rows.append({"seed": seed, "gradient": kind, "layer": layer,
-                                  **_cycle_stats(steps, y, cfg.smooth)})
-        st = {(r["gradient"], r["layer"]): r for r in stat_rows if r["seed"] == seed}
-        log(f"seed {seed}: val CE {res.final_val_ce:.3f}; sign changes (smoothed, layer mean) MBE "
-            f"{st[('mbe', 'mean')]['sign_changes']}, Frobenius {st[('frob', 'mean')]['sign_changes']}")
-    atomic_write_csv(paths.table("alignment"), series_rows)
+        series += [{"seed": seed, **r} for r in probe.rows]
+        batch_rows += [{"seed": seed, **r} for r in probe.batch_rows]
+        st, nl = analyse_run(cfg, seed, probe.rows)
+        stat_rows += st
+        null_rows += nl
+        top = {r["gradient"]: r for r in st if r["layer"] == "mean"}
+        log(
+            f"seed {seed}: {res.wall_time:.0f}s, held-out CE {probe.rows[-1]['heldout_ce']:.3f}; layer-mean "
+            f"excess sign changes MBE {top['mbe'].get('excess', float('nan')):+.2f}, Frobenius "
+            f"{top['frob'].get('excess', float('nan')):+.2f}; spectral p MBE "
+            f"{top['mbe'].get('spectral_p', float('nan')):.3f}; validity "
+            f"{top['mbe'].get('validity_spearman', float('nan')):+.3f}"
+        )
+    atomic_write_csv(paths.table("alignment"), series)
+    atomic_write_csv(paths.table("probe"), batch_rows)
     atomic_write_csv(paths.table("stats"), stat_rows)
+    atomic_write_csv(paths.table("null"), null_rows or [{"seed": None}])
+    return _summarize(cfg, stat_rows, len(series) // max(len(cfg.seeds), 1), paths)
 
-    def col(kind: str, key: str, layer="mean") -> list[float]:
-        return [r[key] for r in stat_rows if r["gradient"] == kind and r["layer"] == layer]
 
-    stats = {kind: {k: summarize(col(kind, k)) for k in ("sign_changes", "sign_changes_raw", "period",
-                                                            "frac_positive", "mean_cos")}
-             for kind in ("mbe", "frob")}
-    per_layer = {f"{kind}_{layer}": summarize(col(kind, "sign_changes", layer))
-                 for kind in ("mbe", "frob") for layer in range(cfg.n_layer)}
-    n_points = len(series_rows) // max(len(cfg.seeds), 1)
-    scale = (f"GPT {cfg.n_layer} layers x d{cfg.d_model}, {cfg.steps} CE-only steps, cosine every "
-             f"{cfg.align_every} steps on a fixed batch of {cfg.align_batch}x{cfg.block_size} tokens "
-             f"({n_points} points/run, smoothing {cfg.smooth}), {len(cfg.seeds)} seeds")
-    claims = {"cycles": {"treatment": col("mbe", "sign_changes"), "baseline": col("frob", "sign_changes"),
-                         "paired": True, "seeds": list(cfg.seeds),
-                         "replicates": "independent training seeds", "unit": "sign changes", "scale": scale,
-                         "treatment_label": "cos(grad CE, grad MBE)",
-                         "baseline_label": "cos(grad CE, grad Frobenius)"}}
-    return {"title": "Emergent memorization-compression cycles", "stats": stats, "per_layer": per_layer,
-            "claims": claims, "scale": scale, "n_points": n_points,
-            "tables": [paths.table("alignment").name, paths.table("stats").name]}
+def _summarize(cfg: CyclesConfig, stat_rows: list[dict], n_points: int, paths: ExperimentPaths) -> dict:
+    def col(fam: str, key: str, layer: Any = "mean") -> list[float]:
+        by = {
+            r["seed"]: float(r.get(key, float("nan")))
+            for r in stat_rows
+            if r["gradient"] == fam and r["layer"] == layer
+        }
+        return [by[s] for s in cfg.seeds]
+
+    keys = (
+        "excess",
+        "sign_changes",
+        "null_mean",
+        "sign_p",
+        "spectral_p",
+        "raw_excess",
+        "raw_sign_changes",
+        "mean_cos",
+        "frac_significant",
+        "frac_positive",
+        "phi",
+        "validity_spearman",
+        "validity_pearson",
+    )
+    stats = {fam: {k: summarize(col(fam, k)) for k in keys} for fam in ("mbe", "frob")}
+    fams = ("mbe", "frob") if cfg.control_per_layer else ("mbe",)
+    per_layer = {
+        f"{fam}_{layer}": {k: summarize(col(fam, k, layer)) for k in ("excess", "validity_spearman")}
+        for fam in fams
+        for layer in range(cfg.n_layer)
+    }
+    scale = (
+        f"GPT {cfg.n_layer} layers x d{cfg.d_model}, context {cfg.block_size}, {cfg.steps} CE-only steps x "
+        f"{cfg.batch_size} seqs; cosines every {cfg.align_every} steps ({n_points} points/run) on "
+        f"K = {cfg.probe_batches} fixed held-out batches of {cfg.probe_batch_size}x{cfg.block_size} tokens; "
+        f"{cfg.n_surrogates} AR(1) surrogates, |mean| > {cfg.z:g} SE, detrend degree {cfg.detrend_order}"
+    )
+    design = [
+        {
+            "name": "long_runs",
+            "passed": cfg.steps >= MIN_STEPS,
+            "detail": f"{cfg.steps} CE-only steps per run (declared minimum {MIN_STEPS})",
+        },
+        {
+            "name": "probe_batches",
+            "passed": cfg.probe_batches >= MIN_PROBE_BATCHES,
+            "detail": f"K = {cfg.probe_batches} fixed probe batches per point (declared minimum "
+            f"{MIN_PROBE_BATCHES})",
+        },
+        {
+            "name": "points_per_run",
+            "passed": n_points >= MIN_POINTS,
+            "detail": f"{n_points} points per run (declared minimum {MIN_POINTS})",
+        },
+    ]
+    common = {
+        "seeds": list(cfg.seeds),
+        "replicates": "independent training seeds",
+        "scale": scale,
+        "preconditions": design,
+    }
+    claims = {
+        "cycles": {
+            **common,
+            "treatment": col("mbe", "excess"),
+            "baseline": None,
+            "null": 0.0,
+            "unit": "sign changes",
+            "treatment_label": "excess significant sign changes, MBE cosine",
+            "baseline_label": "AR(1) surrogates of the same run (excess 0)",
+            "note": "per run: significant sign changes (|mean| > 2 SE over K probe batches on both sides) "
+            "of the detrended layer-mean cos(grad CE, grad MBE) minus the mean count of its "
+            "AR(1) surrogates",
+        },
+        "cycles_vs_control": {
+            **common,
+            "treatment": col("mbe", "excess"),
+            "baseline": col("frob", "excess"),
+            "paired": True,
+            "unit": "sign changes",
+            "treatment_label": "excess sign changes, MBE cosine",
+            "baseline_label": "excess sign changes, Frobenius-control cosine",
+            "note": "each family against its own AR(1) null; paired by training run",
+        },
+        "cycles_validity": {
+            **common,
+            "treatment": col("mbe", "validity_spearman"),
+            "baseline": None,
+            "null": 0.0,
+            "unit": "Spearman rho",
+            "preconditions": design[1:],
+            "treatment_label": "rank corr(cos_t, -(MBE_{t+1} - MBE_t))",
+            "baseline_label": "no association (0)",
+            "note": "layer-mean MBE cosine vs the next change of held-out layer-mean MBE "
+            "(uncentered); positive = the cosine's sign predicts compression",
+        },
+    }
+    return {
+        "title": "Memorization-compression cycles, tested against red noise",
+        "stats": stats,
+        "per_layer": per_layer,
+        "claims": claims,
+        "scale": scale,
+        "n_points": n_points,
+        "spectral_p": {fam: col(fam, "spectral_p") for fam in ("mbe", "frob")},
+        "tables": [paths.table(t).name for t in ("alignment", "probe", "stats", "null")],
+    }
 
 
 def describe(summary: dict) -> list[str]:
-    """Neutral sentences from the summary's numbers (sign changes, mean cosine, period), for the report."""
-    from infoplane.experiments.presentation import stat_pm
+    """Neutral sentences from the summary's numbers (excess sign changes, spectral p per run, validity)."""
+    from infoplane.experiments.presentation import fmt, stat_pm
 
     st = summary.get("stats", {})
-    if not st:
+    if not st or "excess" not in st.get("mbe", {}):
         return []
 
-    def m(arm: str, key: str) -> str:
-        return stat_pm(st, arm, key)
+    def m(fam: str, key: str) -> str:
+        return stat_pm(st, fam, key)
 
-    return [f"Smoothed layer-mean cosine sign changes per run: MBE {m('mbe', 'sign_changes')}, "
-            f"Frobenius control {m('frob', 'sign_changes')} (mean \u00b1 SE over seeds); "
-            f"raw series: MBE {m('mbe', 'sign_changes_raw')}, "
-            f"control {m('frob', 'sign_changes_raw')}.",
-            f"Mean cosine: MBE {m('mbe', 'mean_cos')}, control {m('frob', 'mean_cos')}; fraction of "
-            f"positive points: MBE {m('mbe', 'frac_positive')}, control {m('frob', 'frac_positive')}; "
-            f"zero-crossing period (steps, smoothed): MBE {m('mbe', 'period')}."]
+    ps = summary.get("spectral_p", {})
+    return [
+        "Significant sign changes of the detrended layer-mean cosine per run: MBE "
+        f"{m('mbe', 'sign_changes')} "
+        f"(AR(1) surrogates {m('mbe', 'null_mean')}, excess {m('mbe', 'excess')}); Frobenius control "
+        f"{m('frob', 'sign_changes')} (surrogates {m('frob', 'null_mean')}, excess {m('frob', 'excess')}); "
+        f"mean \u00b1 SE over seeds.",
+        "Spectral test against AR(1) red noise, p per run: MBE "
+        f"{', '.join(fmt(p, 3) for p in ps.get('mbe', []))}; control "
+        f"{', '.join(fmt(p, 3) for p in ps.get('frob', []))}.",
+        f"Mean cosine: MBE {m('mbe', 'mean_cos')}, control {m('frob', 'mean_cos')}; share of points more "
+        f"than 2 SE from zero: MBE {m('mbe', 'frac_significant')}, control "
+        f"{m('frob', 'frac_significant')}; lag-1 autocorrelation of the detrended series: MBE "
+        f"{m('mbe', 'phi')}, control {m('frob', 'phi')}.",
+        f"Validity: rank correlation of the MBE cosine with the next fall of held-out MBE "
+        f"{m('mbe', 'validity_spearman')} (Pearson {m('mbe', 'validity_pearson')}).",
+    ]
 
 
 def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
-    """Alignment curves per seed (layer mean) and per block (first seed) from ``cycles_alignment.csv``."""
-    from infoplane.experiments.presentation import as_float, pyplot, read_table, save_png
+    """Cosine series with +-2 SE bands, surrogate sign-change distributions, validity scatter."""
+    from infoplane.experiments.cycles_figures import draw
 
-    rows = read_table(results, "cycles_alignment")
-    if not rows:
-        return []
-    plt = pyplot()
-    seeds = sorted({r["seed"] for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
-    for ax, kind, label in ((axes[0], "mbe", "MBE"), (axes[1], "frob", "Frobenius control")):
-        for s in seeds:
-            rs = [r for r in rows if r["seed"] == s]
-            ax.plot([r["step"] for r in rs], [as_float(r[f"cos_{kind}"]) for r in rs], lw=1,
-                    label=f"seed {s}")
-        ax.axhline(0, color="k", lw=0.7)
-        ax.set_xlabel("step")
-        ax.set_title(f"cos(grad CE, grad {label}), layer mean", fontsize=9)
-    axes[0].set_ylabel("cosine")
-    axes[0].legend(fontsize=7)
-    out = [(save_png(fig, figs / "cycles_alignment.png"),
-            "Gradient alignment on a fixed held-out batch during CE-only training (per seed); left: MBE, "
-            "right: Frobenius-norm control.")]
-    n_layer = len([k for k in rows[0] if k.startswith("cos_mbe_")])
-    fig, axes = plt.subplots(1, n_layer, figsize=(2.8 * n_layer, 2.8), sharey=True, squeeze=False)
-    rs = [r for r in rows if r["seed"] == seeds[0]]
-    for ax, layer in zip(axes[0], range(n_layer)):
-        ax.plot([r["step"] for r in rs], [as_float(r[f"cos_mbe_{layer}"]) for r in rs], lw=1, label="MBE")
-        ax.plot([r["step"] for r in rs], [as_float(r[f"cos_frob_{layer}"]) for r in rs], lw=1,
-                label="Frobenius")
-        ax.axhline(0, color="k", lw=0.7)
-        ax.set_title(f"block {layer}", fontsize=9)
-        ax.set_xlabel("step")
-    axes[0][0].legend(fontsize=7)
-    out.append((save_png(fig, figs / "cycles_layers.png"), f"Per-block cosines, seed {seeds[0]}."))
-    return out
+    return draw(results, figs)

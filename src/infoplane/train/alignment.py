@@ -7,6 +7,10 @@ CE-only training.
 
 Both gradients are taken on the *same* batch with ``torch.autograd.grad`` (the later ``gradtracker.py``
 protocol, mod_gpt ``src/gradtracker.py``), not on different micro-batches as in the paper-era logging.
+
+:func:`family_alignment` shares one CE gradient between several families of per-layer losses (the MBE and a
+control); :func:`probe_alignment` applies it to each of K fixed probe batches and :func:`mean_se` gives the
+mean and standard error over those batches.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["gradient_alignment", "detect_cycles"]
+__all__ = ["gradient_alignment", "family_alignment", "probe_alignment", "mean_se", "detect_cycles"]
 
 
 def _grads(loss: torch.Tensor, params: list[torch.Tensor], retain_graph: bool) -> list[torch.Tensor | None]:
@@ -176,6 +180,121 @@ def gradient_alignment(
                 for layer, g in layer_grads.items()
             }
     return out
+
+
+def family_alignment(
+    ce_loss: torch.Tensor,
+    families: Mapping[str, Mapping[Any, torch.Tensor]],
+    params: Sequence[torch.Tensor],
+    retain_graph: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Cosines between one CE gradient and several families of per-layer losses on the same graph.
+
+    Args:
+        ce_loss: 0-d CE loss tensor.
+        families: ``{name: {layer: 0-d loss}}`` (e.g. ``{"mbe": {...}, "frob": {...}}``), non-empty each.
+        params: parameters (all require grad).
+        retain_graph: keep the graph after the last backward.
+
+    One backward for CE and one per (family, layer); the family's layer-mean gradient is the mean of its layer
+    gradients (linearity). Returns ``{name: {"cos", "cos_layer" {layer: cos}, "grad_norm",
+    "grad_norm_layer" {layer: norm}}}`` plus ``"__ce__": {"grad_norm"}``; cosines in [-1, 1], NaN where a
+    gradient is exactly zero. Agrees with :func:`gradient_alignment` family by family.
+    """
+    flat = list(params)
+    if not flat or not all(isinstance(p, torch.Tensor) and p.requires_grad for p in flat):
+        raise ValueError("params must be a non-empty list of tensors that require grad")
+    if not isinstance(families, Mapping) or not families:
+        raise ValueError("families must be a non-empty {name: {layer: 0-d loss}} mapping")
+    for name, fam in families.items():
+        if not isinstance(fam, Mapping) or not fam:
+            raise ValueError(f"family {name!r} must be a non-empty {{layer: 0-d loss}} mapping, got {fam!r}")
+    targets = [(name, layer, loss) for name, fam in families.items() for layer, loss in fam.items()]
+    g_ce = _grads(ce_loss, flat, retain_graph=True)
+    every = range(len(flat))
+    n_ce = math.sqrt(_dot(g_ce, g_ce, every))
+    out: dict[str, dict[str, Any]] = {"__ce__": {"grad_norm": n_ce}}
+    sums: dict[str, list[torch.Tensor | None]] = {name: [None] * len(flat) for name in families}
+    for j, (name, layer, loss) in enumerate(targets):
+        g = _grads(loss, flat, retain_graph=retain_graph or j < len(targets) - 1)
+        fam_out = out.setdefault(name, {"cos_layer": {}, "grad_norm_layer": {}})
+        n_l = math.sqrt(_dot(g, g, every))
+        fam_out["cos_layer"][layer] = _cos(_dot(g_ce, g, every), n_ce, n_l)
+        fam_out["grad_norm_layer"][layer] = n_l
+        acc = sums[name]
+        for i, gi in enumerate(g):
+            if gi is not None:
+                acc[i] = gi.detach().clone() if acc[i] is None else acc[i] + gi
+    for name, fam in families.items():
+        g_mean = [None if a is None else a / len(fam) for a in sums[name]]  # grad of the layer mean
+        n_m = math.sqrt(_dot(g_mean, g_mean, every))
+        out[name]["cos"] = _cos(_dot(g_ce, g_mean, every), n_ce, n_m)
+        out[name]["grad_norm"] = n_m
+    return out
+
+
+def mean_se(values: Any, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error ``std(ddof=1) / sqrt(K)`` over ``axis`` (K = its length, K >= 2 required).
+
+    NaN entries make that position's mean and SE NaN (a zero gradient is not silently dropped)."""
+    a = np.asarray(values, dtype=np.float64)
+    k = a.shape[axis] if a.ndim else 0
+    if k < 2:
+        raise ValueError(
+            f"need at least 2 values along axis {axis} for a standard error, got shape {a.shape}"
+        )
+    # standard error of the mean over K independent probe batches: s / sqrt(K)
+    return a.mean(axis=axis), a.std(axis=axis, ddof=1) / math.sqrt(k)
+
+
+def probe_alignment(
+    model: torch.nn.Module,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    patch_size: int = 8,
+    control_per_layer: bool = True,
+) -> dict[str, np.ndarray]:
+    """Per fixed probe batch: cos(grad CE, grad MBE) and the Frobenius control, layer mean and per layer.
+
+    ``model(x, y)`` must return ``.loss`` (CE) and ``.hidden_states`` (list of L ``[B, T, D]`` block outputs).
+    MBE_l = patch MBE (uncentered, as mod_gpt ``src/mbe.py``) of block l's output; the control is its mean
+    squared activation ``||H_l||_F^2 / (B T D)``, a representation-size loss with no entropy content.
+    The model is put in eval mode for the probe and restored; its ``.grad`` fields are not touched.
+
+    Cost per batch: one forward, one CE backward, L MBE backwards, and L control backwards
+    (``control_per_layer``) or one (the control's layer mean only).
+
+    Returns (K = number of batches, L = layers): ``mbe`` / ``frob`` ``[K]`` layer-mean cosines,
+    ``mbe_layer`` ``[K, L]``, ``frob_layer`` ``[K, L]`` (only with ``control_per_layer``), ``ce`` ``[K]``
+    (nats/token), ``mbe_value`` ``[K, L]`` (nats).
+    """
+    from infoplane.estimators import patch_matrix_entropy
+
+    if len(batches) < 1:
+        raise ValueError("probe_alignment needs at least one (x, y) batch")
+    params = [p for p in model.parameters() if p.requires_grad]
+    was_training = model.training
+    model.eval()
+    rows: dict[str, list] = {k: [] for k in ("mbe", "frob", "mbe_layer", "frob_layer", "ce", "mbe_value")}
+    try:
+        for x, y in batches:
+            out = model(x, y)
+            hidden = list(out.hidden_states)
+            mbe = {i: patch_matrix_entropy(h, patch_size=patch_size, remainder="drop_start")
+                   for i, h in enumerate(hidden)}
+            frob = {i: h.pow(2).mean() for i, h in enumerate(hidden)}  # control: ||H_l||_F^2 / (B T D)
+            if not control_per_layer:  # one backward: the layer mean's gradient directly
+                frob = {"mean": torch.stack(list(frob.values())).mean()}
+            res = family_alignment(out.loss, {"mbe": mbe, "frob": frob}, params)
+            n = len(hidden)
+            rows["ce"].append(float(out.loss.detach()))
+            rows["mbe_value"].append([float(mbe[i].detach()) for i in range(n)])
+            for fam in ("mbe", "frob"):
+                rows[fam].append(res[fam]["cos"])
+                if fam == "mbe" or control_per_layer:
+                    rows[f"{fam}_layer"].append([res[fam]["cos_layer"][i] for i in range(n)])
+    finally:
+        model.train(was_training)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in rows.items() if v}
 
 
 def detect_cycles(series: Sequence[float], steps: Sequence[float] | None = None) -> dict[str, Any]:
