@@ -66,8 +66,10 @@ def test_validity_known_answers():
     mbe = np.concatenate([[1.0], 1.0 - np.cumsum(cos[:-1] ** 3)])
     v = validity(cos, mbe)
     assert v["spearman"] == pytest.approx(1.0) and 0 < v["pearson"] < 1 and v["n_pairs"] == 29
+    assert v["sign_agree"] == 1.0
     # rising MBE after a positive cosine: -1
-    assert validity(cos, 2.0 - mbe)["spearman"] == pytest.approx(-1.0)
+    rev = validity(cos, 2.0 - mbe)
+    assert rev["spearman"] == pytest.approx(-1.0) and rev["sign_agree"] == 0.0
     # the last cosine has no next change: changing it alters nothing
     cos2 = cos.copy()
     cos2[-1] = 100.0

@@ -61,7 +61,7 @@ def test_cycles_analyse_run_rows_and_untestable_series():
     rng = np.random.default_rng(0)
     rows = []
     for t in range(12):
-        r = {"step": 10 * (t + 1), "mbe_mean": 1.5 - 0.01 * t, "mbe_0": 1.4, "mbe_1": 1.6 - 0.02 * t}
+        r = {"step": 10 * (t + 1), "mbe_mean": 1.5 + 0.1 * float(rng.normal()), "mbe_0": 1.4, "mbe_1": 1.6}
         for key in ("cos_mbe", "cos_mbe_0", "cos_mbe_1", "cos_frob"):
             r[key], r[f"{key}_se"] = float(rng.normal()), 0.1
         rows.append(r)
@@ -75,6 +75,12 @@ def test_cycles_analyse_run_rows_and_untestable_series():
     assert math.isnan(stats[1]["validity_spearman"])  # held-out MBE of layer 0 is constant
     assert {r["gradient"] for r in nulls} == {"mbe", "frob"}
     assert sum(r["frequency"] for r in nulls if r["gradient"] == "mbe") == cfg.n_surrogates
+    # a burn-in drops the first points from every test (12 points at steps 10..120; burn-in 40 -> 8 left)
+    late, _ = analyse_run(dataclasses.replace(cfg, burn_in=40), 4, rows)
+    assert late[0]["n_points"] == 8 and math.isfinite(stats[0]["validity_spearman"])
+    assert late[0]["validity_spearman_all"] == stats[0]["validity_spearman"]
+    assert late[0]["validity_spearman"] != stats[0]["validity_spearman"]
+    assert late[2]["n_points"] == 8 and math.isnan(late[2]["validity_spearman_all"])  # NaN now in burn-in
 
 
 def test_config_hash_stable_and_sensitive():

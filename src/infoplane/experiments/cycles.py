@@ -79,6 +79,7 @@ class CyclesConfig:
     warmup_steps: int = 20
     patch_size: int = 8
     align_every: int = 10
+    burn_in: int = 100
     probe_batches: int = 4
     probe_batch_size: int = 4
     probe_seed: int = 0
@@ -91,21 +92,23 @@ class CyclesConfig:
 
     @classmethod
     def quick(cls) -> CyclesConfig:
-        return cls(seeds=(0, 1), steps=80, align_every=10, n_surrogates=199, mbe_batches=1)
+        return cls(seeds=(0, 1), steps=80, align_every=10, burn_in=0, n_surrogates=199, mbe_batches=1)
 
     @classmethod
     def demo(cls) -> CyclesConfig:
-        return cls()
+        return cls(steps=500, align_every=10)
 
     @classmethod
     def full(cls) -> CyclesConfig:
-        return cls(seeds=tuple(range(8)), steps=2000, align_every=25)
+        return cls(seeds=tuple(range(8)), steps=2000, align_every=25, burn_in=200)
 
 
 def analyse_run(cfg: CyclesConfig, seed: int, rows: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
-    """Tests of one run's series: ``(stat_rows, null_rows)``; one stat row per (family, layer) with the
-    validity correlation against the matching held-out MBE; null rows (layer mean): surrogate histogram."""
+    """Tests of one run's series after the burn-in: ``(stat_rows, null_rows)``; one stat row per (family,
+    layer) with the validity correlation against the matching held-out MBE (``validity_*_all``: the whole
+    series, burn-in included, for reference); null rows (layer mean): surrogate histogram."""
     stats, nulls = [], []
+    everything, rows = rows, [r for r in rows if r["step"] > cfg.burn_in]
     layers: list[Any] = ["mean", *range(cfg.n_layer)]
     for fam in ("mbe", "frob"):
         for layer in layers:
@@ -123,7 +126,14 @@ def analyse_run(cfg: CyclesConfig, seed: int, rows: list[dict[str, Any]]) -> tup
                     [r["mbe_mean" if layer == "mean" else f"mbe_{layer}"] for r in rows], dtype=float
                 )
                 v = validity(m, mbe)
-                row.update({"validity_spearman": v["spearman"], "validity_pearson": v["pearson"]})
+                row.update({f"validity_{k}": v[k] for k in ("spearman", "pearson", "sign_agree")})
+                c_all = np.array([r[key] for r in everything], dtype=float)
+                b_all = np.array([r["mbe_mean" if layer == "mean" else f"mbe_{layer}"] for r in everything])
+                ok = bool(np.all(np.isfinite(c_all)) and np.all(np.isfinite(b_all)))
+                v_all = validity(c_all, b_all) if ok else {"spearman": np.nan, "pearson": np.nan}
+                row.update(
+                    {"validity_spearman_all": v_all["spearman"], "validity_pearson_all": v_all["pearson"]}
+                )
                 if layer == "mean":
                     counts, freq = np.unique(null_counts(m, s, **kw), return_counts=True)
                     nulls += [
@@ -151,9 +161,10 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
     from infoplane.train.objective import ObjectiveConfig
     from infoplane.train.trainer import Trainer
 
-    if cfg.steps // cfg.align_every < 8:
+    if (cfg.steps - cfg.burn_in) // cfg.align_every < 8:
         raise ValueError(
-            f"steps // align_every must give >= 8 points for the tests, got {cfg.steps} // {cfg.align_every}"
+            f"(steps - burn_in) // align_every must give >= 8 points for the tests, got ({cfg.steps} - "
+            f"{cfg.burn_in}) // {cfg.align_every}"
         )
     tok, splits, _ = lm_data(cfg.tokenizer, cfg.val_fraction, 0)
     half = len(splits.val) // 2  # held-out tokens: first half for the probes, second half for CE / MBE
@@ -185,14 +196,15 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
         )
         probe = AlignmentProbe(probes, heldout, cfg.align_every, cfg.patch_size, cfg.control_per_layer)
         res = Trainer(tc, splits=splits, tokenizer=tok, callbacks=[probe]).run()
-        series += [{"seed": seed, **r} for r in probe.rows]
+        series += [{"seed": seed, **r, "analysed": r["step"] > cfg.burn_in} for r in probe.rows]
         batch_rows += [{"seed": seed, **r} for r in probe.batch_rows]
         st, nl = analyse_run(cfg, seed, probe.rows)
         stat_rows += st
         null_rows += nl
         top = {r["gradient"]: r for r in st if r["layer"] == "mean"}
         log(
-            f"seed {seed}: {res.wall_time:.0f}s, held-out CE {probe.rows[-1]['heldout_ce']:.3f}; layer-mean "
+            f"seed {seed}: train {res.wall_time:.0f}s + probes {probe.seconds:.0f}s, held-out CE "
+            f"{probe.rows[-1]['heldout_ce']:.3f}; layer-mean "
             f"excess sign changes MBE {top['mbe'].get('excess', float('nan')):+.2f}, Frobenius "
             f"{top['frob'].get('excess', float('nan')):+.2f}; spectral p MBE "
             f"{top['mbe'].get('spectral_p', float('nan')):.3f}; validity "
@@ -202,7 +214,7 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
     atomic_write_csv(paths.table("probe"), batch_rows)
     atomic_write_csv(paths.table("stats"), stat_rows)
     atomic_write_csv(paths.table("null"), null_rows or [{"seed": None}])
-    return _summarize(cfg, stat_rows, len(series) // max(len(cfg.seeds), 1), paths)
+    return _summarize(cfg, stat_rows, sum(r["analysed"] for r in series) // max(len(cfg.seeds), 1), paths)
 
 
 def _summarize(cfg: CyclesConfig, stat_rows: list[dict], n_points: int, paths: ExperimentPaths) -> dict:
@@ -228,6 +240,8 @@ def _summarize(cfg: CyclesConfig, stat_rows: list[dict], n_points: int, paths: E
         "phi",
         "validity_spearman",
         "validity_pearson",
+        "validity_sign_agree",
+        "validity_spearman_all",
     )
     stats = {fam: {k: summarize(col(fam, k)) for k in keys} for fam in ("mbe", "frob")}
     fams = ("mbe", "frob") if cfg.control_per_layer else ("mbe",)
@@ -238,7 +252,8 @@ def _summarize(cfg: CyclesConfig, stat_rows: list[dict], n_points: int, paths: E
     }
     scale = (
         f"GPT {cfg.n_layer} layers x d{cfg.d_model}, context {cfg.block_size}, {cfg.steps} CE-only steps x "
-        f"{cfg.batch_size} seqs; cosines every {cfg.align_every} steps ({n_points} points/run) on "
+        f"{cfg.batch_size} seqs; cosines every {cfg.align_every} steps ({n_points} points/run after a "
+        f"{cfg.burn_in}-step burn-in) on "
         f"K = {cfg.probe_batches} fixed held-out batches of {cfg.probe_batch_size}x{cfg.block_size} tokens; "
         f"{cfg.n_surrogates} AR(1) surrogates, |mean| > {cfg.z:g} SE, detrend degree {cfg.detrend_order}"
     )
@@ -340,7 +355,9 @@ def describe(summary: dict) -> list[str]:
         f"{m('frob', 'frac_significant')}; lag-1 autocorrelation of the detrended series: MBE "
         f"{m('mbe', 'phi')}, control {m('frob', 'phi')}.",
         f"Validity: rank correlation of the MBE cosine with the next fall of held-out MBE "
-        f"{m('mbe', 'validity_spearman')} (Pearson {m('mbe', 'validity_pearson')}).",
+        f"{m('mbe', 'validity_spearman')} (Pearson {m('mbe', 'validity_pearson')}; share of pairs with "
+        f"matching signs {m('mbe', 'validity_sign_agree')}); over the whole run, burn-in included: "
+        f"{m('mbe', 'validity_spearman_all')}.",
     ]
 
 

@@ -113,8 +113,8 @@ def validity(cos: Any, mbe: Any) -> dict[str, float]:
     """Correlation of ``cos_t`` with the next held-out MBE change, sign flipped: ``-(mbe_{t+1} - mbe_t)``.
 
     ``cos``, ``mbe``: ``[n]`` series at the same points (n >= 3, finite). Returns ``spearman`` (the claim's
-    statistic: rank correlation, robust to the large early changes), ``pearson`` and ``n_pairs`` (n - 1);
-    NaN when either side is constant.
+    statistic: rank correlation, robust to the large early changes), ``pearson``, ``sign_agree`` (share of
+    pairs whose signs match) and ``n_pairs`` (n - 1); the correlations are NaN when either side is constant.
     """
     from scipy.stats import rankdata
 
@@ -135,4 +135,9 @@ def validity(cos: Any, mbe: Any) -> dict[str, float]:
         return float((u * v).sum() / den) if den > 0 else math.nan
 
     # Spearman's rho = Pearson r of the (average-tie) ranks
-    return {"spearman": pearson(rankdata(x), rankdata(y)), "pearson": pearson(x, y), "n_pairs": int(x.size)}
+    return {
+        "spearman": pearson(rankdata(x), rankdata(y)),
+        "pearson": pearson(x, y),
+        "sign_agree": float(np.mean(np.sign(x) == np.sign(y))),
+        "n_pairs": int(x.size),
+    }

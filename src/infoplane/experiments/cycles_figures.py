@@ -43,6 +43,9 @@ def draw(results: Path, figs: Path) -> list[tuple[Path, str]]:
             ax.plot(t, m, lw=0.9, color=_COLORS[fam], label=_LABELS[fam])
             ax.fill_between(t, m - 2 * se, m + 2 * se, color=_COLORS[fam], alpha=0.25, lw=0)
         ax.axhline(0, color="k", lw=0.6)
+        burn = [as_float(r["step"]) for r in rs if str(r.get("analysed")) == "False"]
+        if burn:
+            ax.axvspan(t[0], max(burn), color="0.85", lw=0, zorder=0)
         ax.set_title(f"seed {s}", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=6)
@@ -51,7 +54,8 @@ def draw(results: Path, figs: Path) -> list[tuple[Path, str]]:
         (
             save_png(fig, figs / "cycles_alignment.png"),
             "Layer-mean cos(grad CE, grad MBE) (red) and the Frobenius control (blue) during CE-only "
-            "training, mean over the K fixed held-out probe batches with a +-2 SE band, per seed (x: step).",
+            "training, mean over the K fixed held-out probe batches with a +-2 SE band, per seed (x: step; "
+            "grey: burn-in, not analysed).",
         )
     )
 
@@ -83,7 +87,7 @@ def draw(results: Path, figs: Path) -> list[tuple[Path, str]]:
     fig, ax = plt.subplots(figsize=(5, 4))
     cmap = plt.get_cmap("tab10")
     for j, s in enumerate(seeds):
-        rs = [r for r in rows if r["seed"] == s]
+        rs = [r for r in rows if r["seed"] == s and str(r.get("analysed")) != "False"]
         cos = np.array([as_float(r["cos_mbe"]) for r in rs])
         mbe = np.array([as_float(r["mbe_mean"]) for r in rs])
         ax.scatter(cos[:-1], -np.diff(mbe), s=6, color=cmap(j % 10), alpha=0.6, label=f"seed {s}")
@@ -96,7 +100,8 @@ def draw(results: Path, figs: Path) -> list[tuple[Path, str]]:
         (
             save_png(fig, figs / "cycles_validity.png"),
             "Validity check: the layer-mean MBE cosine at one point against the fall of held-out layer-mean "
-            "MBE until the next point (upper right / lower left = the sign predicts the change).",
+            "MBE until the next point, after the burn-in (upper right / lower left = the sign predicts the "
+            "change).",
         )
     )
     return out

@@ -39,6 +39,7 @@ class AlignmentProbe:
         self.probes, self.heldout, self.every, self.patch = probes, heldout, every, patch_size
         self.control_per_layer = control_per_layer
         self.rows: list[dict[str, Any]] = []
+        self.seconds = 0.0  # wall time spent in the probe (not counted in the trainer's own clock)
         self.batch_rows: list[dict[str, Any]] = []
 
     def _heldout(self, model: torch.nn.Module) -> dict[str, float]:
@@ -68,8 +69,11 @@ class AlignmentProbe:
         step = int(rec["step"])
         if step % self.every:
             return
+        import time
+
         from infoplane.train.alignment import mean_se, probe_alignment
 
+        t0 = time.perf_counter()
         res = probe_alignment(trainer.model, self.probes, self.patch, self.control_per_layer)
         trainer.model.zero_grad(set_to_none=True)
         row: dict[str, Any] = {"step": step, "probe_ce": float(res["ce"].mean())}
@@ -96,3 +100,4 @@ class AlignmentProbe:
                     br[f"cos_{fam}_{i}"] = float(res[f"{fam}_layer"][k, i])
             self.batch_rows.append(br)
         rec["align_probe"] = {"cos_mbe": row["cos_mbe"], "cos_frob": row["cos_frob"]}
+        self.seconds += time.perf_counter() - t0
