@@ -143,8 +143,13 @@ def quick_run(tmp_path_factory):
     from infoplane.experiments.common import run_experiment
 
     out = tmp_path_factory.mktemp("cycles")
+    n = torch.get_num_threads()
     torch.set_num_threads(1)
-    return out, CyclesConfig.quick(), run_experiment("cycles", CyclesConfig.quick(), out, run, progress=False)
+    try:
+        cfg = CyclesConfig.quick()
+        yield out, cfg, run_experiment("cycles", cfg, out, run, progress=False)
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_quick_run_writes_the_claims(quick_run):
