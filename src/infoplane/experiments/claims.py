@@ -77,7 +77,8 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("cycles_validity", "cycles", "validity check the paper lacked",
               "The sign of cos(grad CE, grad MBE) predicts the next change of held-out MBE (positive = "
               "compression: MBE falls).",
-              "per run: correlation of cos_t with -(MBE_t+1 - MBE_t), held-out layer-mean MBE", "increase",
+              "per run: Spearman rank correlation of cos_t with -(MBE_t+1 - MBE_t), held-out layer-mean MBE",
+              "increase",
               "(implied by the paper's reading of the cosine)"),
     ClaimSpec("gapt_mbe", "lm_gapt", _YU, "GAPT lowers layer-mean MBE vs CE-only baseline.",
               "held-out layer-mean MBE (nats), GAPT vs baseline", "decrease", "-50%", -0.50,
