@@ -92,11 +92,11 @@ def test_config_hash_stable_and_sensitive():
 
 
 def test_registry_resolution_and_sizes():
-    assert [s.number for s in registry.EXPERIMENTS] == [1, 2, 3, 4, 5, 6, 7]
+    assert [s.number for s in registry.EXPERIMENTS] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert registry.get(4).name == "forgetting" and registry.get("4").name == "forgetting"
     assert [s.name for s in registry.resolve(["5", "lm_gapt"])] == ["lm_gapt", "plane_over_training"]
     with pytest.raises(ValueError, match="unknown experiment"):
-        registry.get(9)
+        registry.get(99)
     for spec in registry.EXPERIMENTS:
         q = registry.make_config(spec, "quick")
         f = registry.make_config(spec, "full")

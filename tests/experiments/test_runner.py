@@ -43,7 +43,7 @@ FAKE_BASE = textwrap.dedent('''
 ''')
 
 FAKE_SEVEN = textwrap.dedent('''
-    """Fake experiment 8: doubles the number of fake_base."""
+    """Fake experiment 98: doubles the number of fake_base."""
     from dataclasses import dataclass
     from pathlib import Path
 
@@ -90,7 +90,7 @@ FAKE_SEVEN = textwrap.dedent('''
 
 @pytest.fixture
 def fake_experiments(tmp_path, monkeypatch):
-    """Register ``fake_base`` (number 70, low priority) and ``fake_seven`` (8, depends on fake_base)."""
+    """Register ``fake_base`` (number 70, low priority) and ``fake_seven`` (98, depends on fake_base)."""
     mod_dir = tmp_path / "fake_modules"
     mod_dir.mkdir()
     (mod_dir / "infoplane_fake_base.py").write_text(FAKE_BASE)
@@ -100,7 +100,7 @@ def fake_experiments(tmp_path, monkeypatch):
         ExperimentSpec(70, "fake_base", "infoplane_fake_base", "BaseConfig", "Fake base", priority=-5))
     try:
         seven = infoplane.experiments.register(
-            ExperimentSpec(8, "fake_seven", "infoplane_fake_seven", "SevenConfig", "Fake seventh experiment",
+            ExperimentSpec(98, "fake_seven", "infoplane_fake_seven", "SevenConfig", "Fake seventh experiment",
                            depends_on=("fake_base",), priority=100))
         try:
             yield base, seven
@@ -118,7 +118,7 @@ def _status(manifest, name):
 
 def test_builtin_order_from_depends_on_and_priority():
     names = [s.name for s in registry.order(registry.resolve(None))]
-    assert [n for n in names if n not in ("gapt_fair", "population")] == [
+    assert [n for n in names if n not in ("gapt_fair", "trajectory", "population")] == [
         "lm_gapt", "arithmetic", "cycles", "pretrained", "forgetting", "plane_over_training"]
     assert sorted(names) == sorted(s.name for s in registry.EXPERIMENTS)
     assert names.index("plane_over_training") > names.index("lm_gapt")
@@ -161,7 +161,7 @@ def test_register_refuses_clashes_and_unregister_refuses_used_dependency():
         registry.unregister("lm_gapt")
     with pytest.raises(ValueError, match="expects an ExperimentSpec"):
         registry.register("cycles")  # type: ignore[arg-type]
-    assert [s.number for s in registry.EXPERIMENTS] == [1, 2, 3, 4, 5, 6, 7]
+    assert [s.number for s in registry.EXPERIMENTS] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
 def test_configs_validate_every_override():
@@ -188,7 +188,7 @@ def test_run_experiments_rejects_bad_arguments(tmp_path):
 def test_new_experiment_runs_after_its_dependency_and_is_in_the_report(fake_experiments, tmp_path):
     out = tmp_path / "out"
     manifest = infoplane.reproduce(out, "quick", only=["fake_seven", "fake_base"], jobs=1)
-    assert manifest["selected"] == ["fake_base", "fake_seven"]  # priority alone would put 8 first
+    assert manifest["selected"] == ["fake_base", "fake_seven"]  # priority alone would put 98 first
     assert list(manifest["experiments"]) == ["fake_base", "fake_seven"]
     assert manifest["failed"] == {}
     seven = read_json(out / "results" / "fake_seven.json")
@@ -197,7 +197,7 @@ def test_new_experiment_runs_after_its_dependency_and_is_in_the_report(fake_expe
     section = re.search(r'<section id="fake_seven">(.*?)</section>', html, re.S)
     assert section, "the registered experiment has no report section"
     body = section.group(1)
-    assert "<h2>8. Fake seventh experiment</h2>" in html
+    assert "<h2>98. Fake seventh experiment</h2>" in html
     assert "Seven says the doubled value is 3.0." in body
     assert re.search(r'<figure id="fig-fake_seven"><img [^>]*src="data:image/png;base64,', body)
     assert "The fake seventh experiment&#x27;s line." in body

@@ -270,3 +270,19 @@ def test_gapt_callback_on_log_fills_logs_and_history_without_overwriting():
     assert logs == {"loss": 1.0, "gapt_ce": 9.0, "gapt_phase": 1.0, "gapt_mbe_0": 1.0, "gapt_mbe_1": 3.0,
                     "gapt_mbe_mean": 2.0}
     assert state.log_history[-1]["gapt_mbe_mean"] == 2.0 and "gapt_ce" not in state.log_history[-1]
+
+
+def test_monitor_probes_at_a_list_of_steps_log_early_dense_late(tmp_path, data):
+    tok, splits = data
+    mon = InfoPlaneMonitor(None, PROBE, every=[5, 1, 2], at_end=True)  # any order; stored sorted
+    res = Trainer(native_cfg(tmp_path / "a", 6, "final"), splits=splits, tokenizer=tok, callbacks=[mon]).run()
+    assert mon.every == [1, 2, 5]
+    assert sorted({r["step"] for r in read_csv(tmp_path / "a" / MONITOR_TABLE)}) == [1, 2, 5, 6]  # + last
+    probed = [r["step"] for r in read_log(res.log_path) if r.get("monitor_seconds") is not None]
+    assert probed == [1, 2, 5, 6]
+    mon = InfoPlaneMonitor(None, PROBE, every=(3,), at_end=False)
+    Trainer(native_cfg(tmp_path / "b", 6, "final"), splits=splits, tokenizer=tok, callbacks=[mon]).run()
+    assert sorted(mon.seconds) == [3]
+    for bad in ([], [0, 2], [2, 2], "12", [1.5], [True]):
+        with pytest.raises(ValueError, match="every must be an integer >= 1 .* or a non-empty sequence"):
+            InfoPlaneMonitor(every=bad)

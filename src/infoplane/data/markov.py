@@ -92,6 +92,27 @@ class MarkovSource:
         p = self.stationary() @ self.transitions
         return float(-(p * np.log(np.where(p > 0, p, 1.0))).sum())
 
+    def block_entropy(self, n: int) -> float:
+        """``H(X_{t-n+1..t})``, the entropy (nats) of ``n`` consecutive tokens under the stationary
+        distribution, exact for ``1 <= n <= order + 1`` (marginals of the stationary (k+1)-block law
+        ``pi(c) P(v | c)``); an upper bound of the complexity ``I(X_n; Z)`` of any representation."""
+        k = self.order
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= k + 1:
+            raise ValueError(f"block_entropy: n must be an integer in [1, order + 1 = {k + 1}], got {n!r}")
+        joint = (self.stationary()[:, None] * self.transitions).reshape(-1)  # (k+1)-blocks, base V
+        p = joint.reshape(self.vocab_size ** (k + 1 - n), self.vocab_size ** n).sum(0)  # keep the last n
+        return float(-(p * np.log(np.where(p > 0, p, 1.0))).sum())
+
+    def next_token_information(self, n: int) -> float:
+        """``I(Y_1; X_n)`` (nats): what the last ``n`` tokens tell about the next one, exact for any n >= 1;
+        ``I(Y_1; X_n) = H(X_1) + H(X_n) - H(X_{n+1})`` (chain rule over the stationary blocks) for n <= k, and
+        ``I(Y_1; X_k)`` for n >= k (the chain is k-th order). By data processing no representation of the
+        context expresses more about the next token: the expressivity ``I(Z; Y_1)`` is at most this."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"next_token_information: n must be an integer >= 1, got {n!r}")
+        n = min(n, self.order)
+        return self.block_entropy(1) + self.block_entropy(n) - self.block_entropy(n + 1)
+
     def sample(self, n_tokens: int, seed: int = 0, burn_in: int = 100) -> torch.Tensor:
         """One stationary stream of ``n_tokens`` token ids (int64 ``[n_tokens]``), after ``burn_in`` steps."""
         if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 1:

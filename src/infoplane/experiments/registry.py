@@ -275,6 +275,8 @@ for _spec in (
     ExperimentSpec(6, "pretrained", "infoplane.experiments.pretrained", "PretrainedConfig",
                    "A real pretrained model: SmolLM2-135M on the KJV corpus", priority=2),
     ExperimentSpec(7, "gapt_fair", "infoplane.experiments.gapt_fair", "GaptFairConfig", "GAPT tested fairly"),
+    ExperimentSpec(8, "trajectory", "infoplane.experiments.trajectory", "TrajectoryConfig",
+                   "The information plane during training: saturation, then compression?", priority=6),
     ExperimentSpec(9, "population", "infoplane.experiments.population", "PopulationConfig",
                    "Does the information plane predict downstream scores across models?"),
 ):

@@ -52,7 +52,7 @@ from infoplane.probe.models import LoadedModel
 from infoplane.probe.result import ordered_columns, result_rows
 from infoplane.probe.run import make_accumulator, run_plan
 
-__all__ = ["InfoPlaneMonitor", "MONITOR_COLUMNS", "MONITOR_TABLE"]
+__all__ = ["InfoPlaneMonitor", "MONITOR_COLUMNS", "MONITOR_TABLE", "held_out_sequences"]
 
 MONITOR_TABLE = "plane_monitor.csv"
 MONITOR_COLUMNS = ["step", "layer", "n", "entropy", "complexity", "expressivity", "complexity_null",
@@ -109,7 +109,8 @@ class InfoPlaneMonitor:
         config: every probe setting (:class:`ProbeConfig` or its ``to_dict()``; None = defaults); ``seed``
             fixes the sample of the probe set, the reference points and the null, so every step sees the
             same positions.
-        every: probe when the completed optimiser step is a multiple of ``every`` (>= 1).
+        every: probe when the completed optimiser step is a multiple of ``every`` (an int >= 1), or at the
+            listed steps (a sequence of distinct ints >= 1, e.g. log-spaced early and dense late).
         tokenizer: for text corpora (default: the HF Trainer's ``processing_class``).
         sequence_values: per-sequence label values for token-id corpora (see ``analyze``).
         out_dir: where the table goes (default: the trainer's ``out_dir`` / ``args.output_dir``).
@@ -126,14 +127,12 @@ class InfoPlaneMonitor:
     """
 
     def __init__(self, corpus: Any = None, config: ProbeConfig | Mapping[str, Any] | None = None, *,
-                 every: int = 100, tokenizer: Any = None,
+                 every: int | Sequence[int] = 100, tokenizer: Any = None,
                  sequence_values: Mapping[str, Sequence[Any]] | None = None,
                  out_dir: str | os.PathLike | None = None, table: str = MONITOR_TABLE,
                  model_name: str | None = None, at_end: bool = True, on_evaluate: bool = False,
                  tensorboard: Any = False, mbe: bool = True) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"InfoPlaneMonitor.every must be an integer >= 1 (optimiser steps), "
-                             f"got {every!r}")
+        every = _check_every(every)
         if not isinstance(table, str) or not table.endswith(".csv") or Path(table).name != table:
             raise ValueError(f"InfoPlaneMonitor.table must be a file name ending in .csv, got {table!r}")
         if model_name is not None and not isinstance(model_name, str):
@@ -329,7 +328,8 @@ class InfoPlaneMonitor:
                     self._tb.add_scalar(f"plane/{q}/n{r['n']}/{where}", float(v), step)
 
     def _due(self, step: int, last_step: int | None) -> bool:
-        return step % self.every == 0 or (self.at_end and last_step is not None and step == last_step)
+        due = step in self.every if isinstance(self.every, list) else step % self.every == 0
+        return due or (self.at_end and last_step is not None and step == last_step)
 
     # ------------------------------------------------------------------ native trainer
     def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
@@ -341,7 +341,7 @@ class InfoPlaneMonitor:
         if self._owner is not trainer:
             self._owner = trainer
             self.begin(step - 1, trainer.model, out_dir=trainer.out_dir,
-                       default_corpus=_held_out_sequences(trainer, self.config))
+                       default_corpus=held_out_sequences(trainer, self.config))
         if self._due(step, int(trainer.config.steps)):
             self.probe(trainer.model, step)
             record["monitor_seconds"] = self.seconds[step]
@@ -369,6 +369,21 @@ class InfoPlaneMonitor:
             self.probe(model, step)
 
 
+def _check_every(every: Any) -> int | list[int]:
+    """An int >= 1 as is; a sequence of distinct ints >= 1 as a sorted list; else a ValueError."""
+    def ok(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+
+    if ok(every):
+        return int(every)
+    if isinstance(every, Sequence) and not isinstance(every, str) and every and all(ok(v) for v in every):
+        steps = sorted(int(v) for v in every)
+        if len(set(steps)) == len(steps):
+            return steps
+    raise ValueError("InfoPlaneMonitor.every must be an integer >= 1 (probe every k optimiser steps) or a "
+                     f"non-empty sequence of distinct integers >= 1 (the steps to probe), got {every!r}")
+
+
 def _same_probe(a: Any, b: Any) -> bool:
     """Probe settings equal up to ``memory_budget`` (which never changes the results)."""
     if not isinstance(a, Mapping) or not isinstance(b, Mapping):
@@ -385,7 +400,7 @@ def _mean_excl_embedding(mbe: Mapping[int, float]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def _held_out_sequences(trainer: Any, config: ProbeConfig) -> list[list[int]]:
+def held_out_sequences(trainer: Any, config: ProbeConfig) -> list[list[int]]:
     """The native trainer's validation tokens cut into consecutive sequences of ``seq_len`` tokens (capped at
     the model's ``block_size``); the plan samples them with ``config.seed``."""
     splits = getattr(trainer, "splits", None)

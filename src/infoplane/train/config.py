@@ -36,6 +36,7 @@ from infoplane.train.model import GPTConfig
 from infoplane.train.objective import KINDS, ObjectiveConfig
 from infoplane.train.phases import PhaseControllerConfig
 from infoplane.train.regularizer import resolve_layers
+from infoplane.train.schedule import check_schedule
 
 __all__ = ["TrainConfig", "OBJECTIVES", "checkpoint_schedule", "load_config_file", "strict_from_dict"]
 
@@ -139,8 +140,10 @@ class TrainConfig:
             pos_int(n)
         for n in ("warmup_steps", "eval_every", "align_every", "seed"):
             pos_int(n, allow_zero=True)
-        if self.schedule not in _SCHEDULES:
-            raise ValueError(f"TrainConfig.schedule must be one of {_SCHEDULES}, got {self.schedule!r}")
+        try:
+            check_schedule(self.schedule)
+        except ValueError as exc:
+            raise ValueError(f"TrainConfig.{exc}") from None
         if self.batch_size % self.grad_accum:
             raise ValueError(f"TrainConfig.batch_size ({self.batch_size}) must be divisible by grad_accum "
                              f"({self.grad_accum})")
