@@ -14,8 +14,16 @@ in patches of 8 consecutive samples (:func:`infoplane.estimators.patch_matrix_en
 
 Metrics after fine-tuning (on fresh held-out samples): separation
 ``||mu_pos - mu_neg|| / sqrt((tr var_pos + tr var_neg) / 2)`` of hidden activations for p1 vs p2 inputs
-(mod_gpt ``forget.py``), L1 loss on the old task (interference) and on the new task, selectivity (share of
-units with ``|(m1 - m2)/(m1 + m2)| > 0.5``).
+(mod_gpt ``forget.py``) and its two parts, the between-task distance (numerator) and the within-task spread
+(denominator), with the norm of each task's mean activation (:mod:`.forgetting_metrics`); L1 loss on the old
+task (interference) and on the new task; selectivity (share of units with ``|(m1 - m2)/(m1 + m2)| > 0.5``);
+MBE of each task's hidden activations, uncentered (the papers') and centered.
+
+The MBE term enters the loss through the reference's softplus floor by default (``mbe_floor="softplus"``;
+mod_gpt ``forget.py`` runs GAPT with ``softplus``), for the static and the GAPT arm alike; ``"none"`` gives
+``L1 + lambda * MBE``. Layers: the student has one hidden layer, which is the layer regularised (as in
+``forget.py``); the references' ``rotate`` scheme (one layer per step, skipping the first and last) selects no
+layer of a one-layer network, so ``layers="all"`` is used here.
 """
 
 from __future__ import annotations
@@ -29,16 +37,24 @@ import torch
 from torch import nn
 
 from infoplane.data.tasks import make_conflict_task, make_conflict_teacher
-from infoplane.estimators import patch_matrix_entropy
 from infoplane.experiments.common import ExperimentPaths, Progress, seed_everything, summarize
+from infoplane.experiments.forgetting_metrics import (
+    FLOORS,
+    floored_penalty,
+    sample_mbe,
+    selectivity,
+    separation,
+    separation_parts,
+)
 from infoplane.io import atomic_write_csv
-from infoplane.train.objective import GaptObjective, ObjectiveConfig, single_step
+from infoplane.train.objective import GaptObjective, ObjectiveConfig
 from infoplane.train.phases import PhaseControllerConfig
 
 NAME = "forgetting"
 ARMS = ("baseline", "static", "gapt")
 
-__all__ = ["NAME", "ForgettingConfig", "run", "separation", "selectivity", "train_arm"]
+__all__ = ["NAME", "ForgettingConfig", "run", "separation", "separation_parts", "selectivity", "train_arm",
+           "decomposition_rows"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,11 @@ class ForgettingConfig:
     ema: float | None = 0.9
     n_eval: int = 2048
     n_train: int = 4096
+    mbe_floor: str = "softplus"  # "softplus" (mod_gpt forget.py) or "none"
+
+    def __post_init__(self) -> None:
+        if self.mbe_floor not in FLOORS:
+            raise ValueError(f"ForgettingConfig.mbe_floor must be one of {FLOORS}, got {self.mbe_floor!r}")
 
     @classmethod
     def quick(cls) -> ForgettingConfig:
@@ -90,30 +111,11 @@ class Student(nn.Module):
         return self.fc2(h), h
 
 
-def separation(h_pos: torch.Tensor, h_neg: torch.Tensor) -> float:
-    """||mu_pos - mu_neg|| / sqrt((tr Var_pos + tr Var_neg) / 2) of ``[N, H]`` activations (forget.py)."""
-    mu_p, mu_n = h_pos.mean(0), h_neg.mean(0)
-    tv = 0.5 * (h_pos.var(0, unbiased=True).sum() + h_neg.var(0, unbiased=True).sum())
-    return float((mu_p - mu_n).norm() / tv.clamp_min(1e-12).sqrt())
-
-
-def selectivity(h_pos: torch.Tensor, h_neg: torch.Tensor, threshold: float = 0.5) -> float:
-    """Share of units with |(m1 - m2) / (m1 + m2)| > threshold (m = mean activation; forget.py)."""
-    m1, m2 = h_pos.mean(0), h_neg.mean(0)
-    denom = (m1 + m2).abs().clamp_min(1e-12)
-    return float((((m1 - m2).abs() / denom) > threshold).float().mean())
-
-
 def _batches(x: torch.Tensor, y: torch.Tensor, batch: int, steps: int, gen: torch.Generator):
     n = x.shape[0]
     for _ in range(steps):
         idx = torch.randint(0, n, (batch,), generator=gen)
         yield x[idx], y[idx]
-
-
-def _mbe(h: torch.Tensor, patch: int) -> torch.Tensor:
-    # MBE across samples: the batch is one sequence of B samples, patches of `patch` (mod_gpt ``forget.py``)
-    return patch_matrix_entropy(h.unsqueeze(0), patch_size=patch, remainder="drop_start")
 
 
 def train_arm(student: Student, arm: str, x: torch.Tensor, y: torch.Tensor, cfg: ForgettingConfig,
@@ -137,7 +139,16 @@ def train_arm(student: Student, arm: str, x: torch.Tensor, y: torch.Tensor, cfg:
     for step, (xb, yb) in enumerate(_batches(x, y, cfg.batch_size, cfg.finetune_steps, gen)):
         pred, h = student(xb)
         l1 = (pred - yb).abs().mean()  # the base loss of this task: L1 regression (mod_gpt ``forget.py``)
-        terms, _, _ = single_step(objective, l1, [h.unsqueeze(0)], opt, step=step)  # the GAPT step
+        terms = objective(l1, [h.unsqueeze(0)], step=step)  # the GAPT step's loss and phase
+        loss = terms.loss
+        if terms.penalised:  # L1 + floor(lambda * MBE) (mod_gpt src/gapt.py; the floor is an option)
+            loss = l1 + floored_penalty(terms.loss - l1, cfg.mbe_floor)
+        opt.zero_grad(set_to_none=True)
+        if not terms.finite:
+            continue  # a non-finite loss skips the update and the controller (as single_step)
+        loss.backward()
+        opt.step()
+        objective.feed(terms.base, terms.mbe)
         n_comp += int(terms.penalised)
     return {"compress_fraction": n_comp / max(cfg.finetune_steps, 1), "n_switches": len(objective.events)}
 
@@ -148,9 +159,12 @@ def _evaluate(student: Student, data: dict[str, tuple[torch.Tensor, torch.Tensor
     (xp, yp), (xn, yn) = data["positive"], data["negative"]
     pp, hp = student(xp)
     pn, hn = student(xn)
-    return {"separation": separation(hp, hn), "selectivity": selectivity(hp, hn),
+    parts = separation_parts(hp, hn)
+    return {"separation": parts["separation"], "between": parts["between"], "spread": parts["spread"],
+            "norm_new": parts["norm_pos"], "norm_old": parts["norm_neg"], "selectivity": selectivity(hp, hn),
             "new_loss": float((pp - yp).abs().mean()), "old_loss": float((pn - yn).abs().mean()),
-            "mbe_new": float(_mbe(hp[: (hp.shape[0] // patch) * patch], patch)),
+            "mbe_new": float(sample_mbe(hp, patch)), "mbe_new_centered": float(sample_mbe(hp, patch, True)),
+            "mbe_old": float(sample_mbe(hn, patch)), "mbe_old_centered": float(sample_mbe(hn, patch, True)),
             "active_units": float((torch.cat([hp, hn]).amax(0) > 0).float().mean())}
 
 
@@ -187,11 +201,14 @@ def run(cfg: ForgettingConfig, paths: ExperimentPaths, log: Progress) -> dict:
     finally:
         torch.set_num_threads(threads)
     atomic_write_csv(paths.table("runs"), rows)
+    atomic_write_csv(paths.table("decomposition"), decomposition_rows(rows))
 
     def col(arm: str, key: str) -> list[float]:
         return [r[key] for r in rows if r["arm"] == arm]
 
-    metrics = ("separation", "old_loss", "new_loss", "selectivity", "mbe_new", "compress_fraction")
+    metrics = ("separation", "between", "spread", "norm_new", "norm_old", "old_loss", "new_loss",
+               "selectivity", "mbe_new", "mbe_new_centered", "mbe_old", "mbe_old_centered",
+               "compress_fraction")
     stats = {arm: {m: summarize(col(arm, m)) for m in metrics} for arm in ("pretrained", *ARMS)}
     scale = (f"MLP {cfg.dim}-{cfg.hidden}-{cfg.out}, {cfg.pretrain_steps} pretrain + {cfg.finetune_steps} "
              f"fine-tune steps, batch {cfg.batch_size}, {len(cfg.seeds)} seeds")
@@ -208,14 +225,20 @@ def run(cfg: ForgettingConfig, paths: ExperimentPaths, log: Progress) -> dict:
                               "baseline": col("baseline", "separation"), "unit": "ratio", **common},
         "forget_old_loss": {"treatment": col("gapt", "old_loss"), "baseline": col("baseline", "old_loss"),
                             "unit": "L1", "preconditions": forgets, **common},
+        # does GAPT tighten each task's cloud, or only push the means apart? (denominator of the separation)
+        "forget_within_spread": {"treatment": col("gapt", "spread"), "baseline": col("baseline", "spread"),
+                                 "unit": "sqrt(mean trace var)", "note": "within-task spread of the hidden "
+                                 "units (the separation's denominator); the numerator is reported beside it",
+                                 **common},
     }
     return {"title": "Catastrophic forgetting and representation separation", "stats": stats,
-            "claims": claims, "tables": [paths.table("runs").name], "scale": scale,
+            "claims": claims, "scale": scale,
+            "tables": [paths.table("runs").name, paths.table("decomposition").name],
             "mean_separation": {a: float(np.mean(col(a, "separation"))) for a in ("pretrained", *ARMS)}}
 
 
 def describe(summary: dict) -> list[str]:
-    """Neutral sentences from the summary's numbers (per arm: separation, losses, selectivity)."""
+    """Neutral sentences from the summary's numbers (per arm: separation and its parts, losses, MBE)."""
     from infoplane.experiments.presentation import stat_pm
 
     st = summary.get("stats", {})
@@ -223,13 +246,39 @@ def describe(summary: dict) -> list[str]:
     def m(arm: str, key: str) -> str:
         return stat_pm(st, arm, key)
 
-    return [f"{arm}: separation {m(arm, 'separation')}, old-task L1 {m(arm, 'old_loss')}, "
-            f"new-task L1 {m(arm, 'new_loss')}, selectivity {m(arm, 'selectivity')}, "
-            f"fraction of steps with the MBE term {m(arm, 'compress_fraction')}." for arm in st]
+    out = [f"{arm}: separation {m(arm, 'separation')} = between-task distance {m(arm, 'between')} / "
+           f"within-task spread {m(arm, 'spread')}; mean-activation norm new task {m(arm, 'norm_new')}, "
+           f"old task {m(arm, 'norm_old')}; old-task L1 {m(arm, 'old_loss')}, "
+           f"new-task L1 {m(arm, 'new_loss')}; "
+           f"new-task MBE {m(arm, 'mbe_new')} uncentered, {m(arm, 'mbe_new_centered')} centered; "
+           f"selectivity {m(arm, 'selectivity')}; fraction of steps with the MBE term "
+           f"{m(arm, 'compress_fraction')}." for arm in st]
+    if st:
+        out.append("The between-task distance and the spread do not change when all hidden states are "
+                   "shifted by a common vector (centering); the uncentered MBE does, so it is shown "
+                   "both ways.")
+    return out
+
+
+def decomposition_rows(runs: list[dict]) -> list[dict]:
+    """One row per arm: mean and standard error over seeds of the separation's parts and the losses."""
+    keys = ("separation", "between", "spread", "norm_new", "norm_old", "old_loss", "new_loss", "mbe_new",
+            "mbe_new_centered", "mbe_old", "mbe_old_centered")
+    out = []
+    for arm in ("pretrained", *ARMS):
+        rows = [r for r in runs if r["arm"] == arm]
+        if not rows:
+            continue
+        row: dict = {"arm": arm, "n": len(rows)}
+        for k in keys:
+            s = summarize(float(r[k]) for r in rows)
+            row[k], row[f"{k}_se"] = s["mean"], s["se"]
+        out.append(row)
+    return out
 
 
 def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
-    """Separation and old/new-task losses per arm (dots = seeds) from ``forgetting_runs.csv``."""
+    """Separation, its two parts, old-task loss and MBE per arm (dots = seeds), ``forgetting_runs.csv``."""
     from infoplane.experiments.presentation import pyplot, read_table, save_png, seed_dots
 
     runs = read_table(results, "forgetting_runs")
@@ -237,10 +286,15 @@ def figures(results: Path, figs: Path) -> list[tuple[Path, str]]:
         return []
     plt = pyplot()
     arms = [a for a in ("pretrained", "baseline", "static", "gapt") if any(r["arm"] == a for r in runs)]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
-    seed_dots(axes[0], runs, arms, "separation", "separation of hidden representations")
-    seed_dots(axes[1], runs, arms, "old_loss", "L1 loss on the old task")
-    seed_dots(axes[2], runs, arms, "new_loss", "L1 loss on the new task")
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.4))
+    seed_dots(axes[0, 0], runs, arms, "separation", "separation = between / spread")
+    seed_dots(axes[0, 1], runs, arms, "between", "between-task distance ||mu_new - mu_old||")
+    seed_dots(axes[0, 2], runs, arms, "spread", "within-task spread sqrt(mean tr var)")
+    seed_dots(axes[1, 0], runs, arms, "old_loss", "L1 loss on the old task")
+    seed_dots(axes[1, 1], runs, arms, "mbe_new", "new-task MBE, uncentered (nats)")
+    seed_dots(axes[1, 2], runs, arms, "mbe_new_centered", "new-task MBE, centered (nats)")
+    fig.tight_layout()
     return [(save_png(fig, figs / "forgetting.png"),
-             "Conflicting tasks: separation ratio and losses after fine-tuning on the new task "
-             "(dots = seeds).")]
+             "Conflicting tasks after fine-tuning on the new task: the separation ratio, its numerator "
+             "(between-task distance) and denominator (within-task spread), the old-task loss, and the "
+             "new task's MBE uncentered and centered (dots = seeds).")]
