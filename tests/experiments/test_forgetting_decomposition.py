@@ -104,3 +104,13 @@ def test_quick_run_writes_decomposition_and_claims(tmp_path, floor, one_thread):
     assert [r["arm"] for r in dec] == ["pretrained", "baseline", "static", "gapt"]
     assert all(int(r["n"]) == 2 for r in dec)
     assert any("between-task distance" in line for line in forgetting.describe(s))
+
+
+def test_forgetting_figure(tmp_path, one_thread):
+    from infoplane.experiments import forgetting
+
+    cfg = dataclasses.replace(ForgettingConfig.quick(), seeds=(0, 1), pretrain_steps=10, finetune_steps=10,
+                              n_train=128, n_eval=64)
+    run_experiment("forgetting", cfg, tmp_path, forgetting.run, progress=False)
+    figs = forgetting.figures(tmp_path / "results", tmp_path / "figs")
+    assert [p.name for p, _ in figs] == ["forgetting.png"] and figs[0][0].stat().st_size > 1000

@@ -4,7 +4,11 @@
   per-character tokenizer (vocabulary 15: ``<bos>`` 0, ``<eos>`` 1, ``x`` 2, ``=`` 3, space 4, digits 5-14).
   Each operand draws a digit count uniformly in ``[min_digits, max_digits]`` and then a uniform number of
   that length. In-distribution (ID) and out-of-distribution (OOD, longer operands) splits; the answer mask
-  marks the digits of ``c`` (strictly between ``"= "`` and ``<eos>``).
+  marks the digits of ``c`` (strictly between ``"= "`` and ``<eos>``). Optionally the answer digits are
+  written least significant first (``reverse_answer``; the reference does not reverse): a small transformer
+  then emits each digit after the lower-order digits its carry depends on (Lee et al. 2023, "Teaching
+  Arithmetic to Small Transformers", arXiv:2307.03381, section 4: reversed output). ``operand_width``
+  zero-pads the operands to a fixed width (a deviation from the reference, for CPU-sized models).
 * **Conflicting experience** (mod_gpt forget.py): x in R^10 drawn from p1 (first 5 dims ~ N(1, 0.25^2), last 5
   ~ N(0, 0.25^2)) or p2 (mirrored); a teacher MLP with parameters theta0 +/- delta where delta is a random
   rank-3 shift per weight matrix; "positive" targets f_{theta0+delta}(x ~ p1),
@@ -92,27 +96,35 @@ def sample_operands(n: int, min_digits: int, max_digits: int, rng: np.random.Gen
     return (lo + np.floor(rng.random(n) * (hi - lo))).astype(np.int64)
 
 
-def make_arithmetic_examples(n: int, min_digits: int, max_digits: int, seed: int,
-                             exclude: set[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
-    """``n`` distinct (a, b) pairs (both operands in the digit range), none in ``exclude``.
+def _count_numbers(min_digits: int, max_digits: int) -> int:
+    return 10**max_digits - (10 ** (min_digits - 1) if min_digits > 1 else 0)
 
-    Raises ValueError when the range holds fewer than ``n`` admissible pairs.
+
+def make_arithmetic_examples(n: int, min_digits: int, max_digits: int, seed: int,
+                             exclude: set[tuple[int, int]] | None = None,
+                             b_digits: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """``n`` distinct (a, b) pairs, none in ``exclude``.
+
+    ``a`` has ``min_digits``-``max_digits`` digits, ``b`` the digit range ``b_digits`` (default: the same as
+    ``a``). Raises ValueError when the ranges hold fewer than ``n`` admissible pairs.
     """
     _check_digits(min_digits, max_digits)
+    b_lo, b_hi = (min_digits, max_digits) if b_digits is None else b_digits
+    _check_digits(b_lo, b_hi)
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    n_numbers = 10**max_digits - (10 ** (min_digits - 1) if min_digits > 1 else 0)
+    n_pairs = _count_numbers(min_digits, max_digits) * _count_numbers(b_lo, b_hi)
     exclude = exclude or set()
-    if n > n_numbers**2 - len(exclude):
-        raise ValueError(f"asked for {n} distinct pairs but digits {min_digits}-{max_digits} allow at most "
-                         f"{n_numbers**2 - len(exclude)}")
+    if n > n_pairs - len(exclude):
+        raise ValueError(f"asked for {n} distinct pairs but digits {min_digits}-{max_digits} x {b_lo}-{b_hi} "
+                         f"allow at most {n_pairs - len(exclude)}")
     rng = np.random.default_rng(seed)
     seen: set[tuple[int, int]] = set()
     out: list[tuple[int, int]] = []
     while len(out) < n:
         m = max(2 * (n - len(out)), 64)
         a = sample_operands(m, min_digits, max_digits, rng)
-        b = sample_operands(m, min_digits, max_digits, rng)
+        b = sample_operands(m, b_lo, b_hi, rng)
         for pair in zip(a.tolist(), b.tolist()):
             if pair in seen or pair in exclude:
                 continue
@@ -133,6 +145,7 @@ class ArithmeticBatch:
         answer_mask: ``[N, T]`` bool, True on the digits of ``c`` (strictly between ``"= "`` and ``<eos>``).
         eos_pos: ``[N]`` int64, position of the closing ``<eos>``.
         pairs: the (a, b) operands.
+        reverse_answer: whether the answer digits are written least significant first.
     """
 
     ids: torch.Tensor
@@ -140,6 +153,7 @@ class ArithmeticBatch:
     answer_mask: torch.Tensor
     eos_pos: torch.Tensor
     pairs: list[tuple[int, int]]
+    reverse_answer: bool = False
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -158,15 +172,25 @@ class ArithmeticBatch:
 
 
 def encode_arithmetic(pairs: list[tuple[int, int]], tokenizer: CharTokenizer | None = None,
-                      length: int | None = None) -> ArithmeticBatch:
-    """Encode (a, b) pairs as ``<bos>a x b = c<eos>`` (c = a*b), right-padded with ``<eos>`` to ``length``."""
+                      length: int | None = None, reverse_answer: bool = False,
+                      operand_width: int = 0) -> ArithmeticBatch:
+    """Encode (a, b) pairs as ``<bos>a x b = c<eos>`` (c = a*b), right-padded with ``<eos>`` to ``length``.
+
+    With ``reverse_answer`` the digits of ``c`` are written least significant first (``12 x 3 = 63``); with
+    ``operand_width`` > 0 the operands are zero-padded to that many digits (``07 x 12 = 84``), so each digit
+    of a training operand sits at a fixed position.
+    """
+    if isinstance(operand_width, bool) or not isinstance(operand_width, int) or operand_width < 0:
+        raise ValueError(f"operand_width must be an int >= 0, got {operand_width!r}")
     tok = tokenizer or CharTokenizer()
     seqs, answers = [], []
     for a, b in pairs:
         if a < 0 or b < 0:
             raise ValueError(f"operands must be non-negative, got {a}, {b}")
-        prefix = tok.encode(f"{a} x {b} = ", add_special=False)
-        ans = tok.encode(str(a * b), add_special=False)
+        w = operand_width
+        prefix = tok.encode(f"{a:0{w}d} x {b:0{w}d} = " if w else f"{a} x {b} = ", add_special=False)
+        c = str(a * b)
+        ans = tok.encode(c[::-1] if reverse_answer else c, add_special=False)
         seqs.append([BOS, *prefix, *ans, EOS])
         answers.append((1 + len(prefix), 1 + len(prefix) + len(ans)))
     t_max = max((len(s) for s in seqs), default=1)
@@ -183,7 +207,7 @@ def encode_arithmetic(pairs: list[tuple[int, int]], tokenizer: CharTokenizer | N
         valid[i, : len(s)] = True
         amask[i, lo:hi] = True
         eos_pos[i] = len(s) - 1
-    return ArithmeticBatch(ids, valid, amask, eos_pos, list(pairs))
+    return ArithmeticBatch(ids, valid, amask, eos_pos, list(pairs), bool(reverse_answer))
 
 
 @dataclass
@@ -200,18 +224,23 @@ class ArithmeticSplits:
 
 def make_arithmetic_splits(n_train: int, n_val: int, n_test: int, train_digits: tuple[int, int] = (1, 2),
                            ood_digits: tuple[int, int] = (3, 3), seed: int = 0,
-                           n_test_ood: int | None = None) -> ArithmeticSplits:
+                           n_test_ood: int | None = None,
+                           b_digits: tuple[int, int] | None = None) -> ArithmeticSplits:
     """Disjoint splits: ID train/val/test share ``train_digits``; OOD test uses ``ood_digits``.
+
+    ``train_digits`` / ``ood_digits`` are the first operand's digit range; the second operand has ``b_digits``
+    in every split (default: the split's own range, so both operands grow in the OOD split).
 
     When the ID range has fewer than ``n_train + n_val + n_test`` pairs (e.g. 1-2 digits: 100x100 = 10,000
     pairs), ValueError. OOD pairs cannot collide with ID pairs when ``ood_digits[0] > train_digits[1]``;
     overlapping ranges are excluded explicitly.
     """
     n_ood = n_test if n_test_ood is None else n_test_ood
-    held = make_arithmetic_examples(n_val + n_test, *train_digits, seed=seed + 1)
+    held = make_arithmetic_examples(n_val + n_test, *train_digits, seed=seed + 1, b_digits=b_digits)
     val, test = held[:n_val], held[n_val:]
-    train = make_arithmetic_examples(n_train, *train_digits, seed=seed, exclude=set(held))
-    ood = make_arithmetic_examples(n_ood, *ood_digits, seed=seed + 2, exclude=set(held) | set(train))
+    train = make_arithmetic_examples(n_train, *train_digits, seed=seed, exclude=set(held), b_digits=b_digits)
+    ood = make_arithmetic_examples(n_ood, *ood_digits, seed=seed + 2, exclude=set(held) | set(train),
+                                   b_digits=b_digits)
     return ArithmeticSplits(train, val, test, ood, tuple(train_digits), tuple(ood_digits))
 
 
