@@ -11,9 +11,9 @@ Any split of the data into batches, shards or merged accumulators gives the one-
 rounding. The soft assignment itself lives in :mod:`.kernel`, the result type in :mod:`.result`, state-dict
 checks in :mod:`.state`, and the streaming contract (with torchmetrics-style ``sync``) in :mod:`.protocol`.
 
-Memory: ``state_nbytes()`` reports the state; scratch buffers of about ``12 * L * N * m`` bytes on the CPU
-(16 on other devices; 8 with layer-by-layer updates) are kept between updates (``free_workspace()`` drops
-them).
+Memory: ``state_nbytes()`` reports the state; scratch buffers of about ``8 * L * N * m`` bytes on the CPU
+(16 on other devices; plus ``8 * N * m`` for one layer's logits) are kept between updates
+(``free_workspace()`` drops them).
 
 CPU threading: the GEMM uses torch's intra-op threads; the memory-bound rest (row norms, softmax, input
 checks, ``index_add_`` segment sums) runs with ``cpu_threads`` threads (default 1, set temporarily and
@@ -165,7 +165,7 @@ class SoftEntropyAccumulator(SyncMixin):
 
     # ------------------------------------------------------------------ update
     def free_workspace(self) -> None:
-        """Drop the scratch buffers kept between updates (about 12 bytes per element of ``[L, N, m]``)."""
+        """Drop the scratch buffers kept between updates (about 8 bytes per element of ``[L, N, m]``)."""
         self._flush()
         self.kernel.workspace.clear()
 

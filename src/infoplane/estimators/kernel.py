@@ -6,8 +6,9 @@
 Numerics: the GEMM and the softmax run in float32 (float64 for float64 input); the assignments are
 normalised and accumulated in float64, so bf16/fp16 input loses no mass. Row norms are computed in float32
 and recomputed in float64 only for rows whose float32 norm under- or overflowed (so a vector scaled by
-1e-25 is still a valid direction; the common path is unchanged). Scratch buffers of about ``12 * L * N * m``
-bytes (CPU) are kept between calls (:meth:`Workspace.clear` drops them).
+1e-25 is still a valid direction; the common path is unchanged). Scratch buffers of about ``8 * L * N * m``
+bytes (CPU: the float64 assignments, plus one layer's logits) are kept between calls
+(:meth:`Workspace.clear` drops them).
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class Workspace:
             buf = torch.empty(numel, dtype=dtype, device=device)
             self._bufs[name] = buf
         return buf[:numel].view(shape)
+
+    def nbytes(self) -> int:
+        """Bytes held by the buffers."""
+        return sum(b.numel() * b.element_size() for b in self._bufs.values())
 
     def clear(self) -> None:
         """Drop every buffer."""
@@ -168,25 +173,27 @@ class AssignmentKernel:
         ws = self.workspace
         with cpu_threads(zc.device, self.cpu_threads):  # memory-bound: see cpu_threads
             norms, zero = self.norms(z, zc, layers, skip_zero)  # [Lb, N]
-        t = ws.get("logits", (lb, n, m), dt, zc.device)
-        # on the CPU one GEMM per layer (torch's intra-op threads; faster than one tall GEMM) and the
-        # softmax one layer at a time (in cache); elsewhere one GEMM and one softmax over all layers
-        step = 1 if zc.device.type == "cpu" else lb
-        if step == 1:
-            for layer in range(lb):
-                torch.mm(zc[layer], wt, out=t[layer])
-        else:
-            torch.mm(zc.reshape(lb * n, -1), wt, out=t.view(lb * n, m))
         if out is not None:
             p, ent = out
         else:
             p = ws.get("p64", (n, lb, m), torch.float64, zc.device)
             ent = torch.empty(n, lb, dtype=torch.float64, device=zc.device)
+        # on the CPU one GEMM per layer (torch's intra-op threads; faster than one tall GEMM), each followed
+        # at once by its softmax while the [N, m] logits are still in cache (no [L, N, m] logits buffer to
+        # fill and fault in); elsewhere one GEMM and one softmax over all layers. Same numbers either way.
+        per_layer = zc.device.type == "cpu"
+        step = 1 if per_layer else lb
+        t = ws.get("logits", (step, n, m), dt, zc.device)
         e = ws.get("exp", (step, n, m), dt, zc.device)
+        if not per_layer:
+            torch.mm(zc.reshape(lb * n, -1), wt, out=t.view(lb * n, m))
+        for a in range(0, lb, step):
+            b = a + step
+            if per_layer:
+                torch.mm(zc[a], wt, out=t[0])
+            with cpu_threads(zc.device, self.cpu_threads):
+                normalise(t, e, norms[a:b], p[:, a:b, :].transpose(0, 1), ent[:, a:b].T)
         with cpu_threads(zc.device, self.cpu_threads):
-            for a in range(0, lb, step):
-                b = a + step
-                normalise(t[a:b], e, norms[a:b], p[:, a:b, :].transpose(0, 1), ent[:, a:b].T)
             if zero is not None:  # skipped positions carry no mass and no entropy
                 p.masked_fill_(zero.T.unsqueeze(-1), 0.0)
                 ent.masked_fill_(zero.T, 0.0)

@@ -14,8 +14,9 @@ Bytes of one accumulator over ``L`` layers, ``m`` reference points and label set
   ``L * m * 8`` more with the permutation null, plus ``3 * L * 8`` (singleton sums) and key tables
   ``(2 K_s + R_s) * 8``;
 * scratch between updates (:class:`~infoplane.estimators.kernel.Workspace`), for ``N`` positions per batch:
-  ``8 * N * L * m`` (layer-by-layer updates: the staging buffer) plus ``8 * N * m`` (logits and exp, one
-  layer), or ``(12 | 16) * N * L * m`` for one ``[L, N, d]`` update (CPU | other devices).
+  ``8 * N * L * m`` (the float64 assignments, or the staging buffer of layer-by-layer updates) plus
+  ``8 * N * m`` (logits and exp of one layer) on the CPU; ``16 * N * L * m`` for one ``[L, N, d]`` update
+  on other devices (float32 logits and exp of all layers).
 """
 
 from __future__ import annotations
@@ -53,10 +54,10 @@ def workspace_bytes(n_layers: int, n_bins: int, batch_positions: int, device_typ
     """Scratch bytes kept between updates for batches of ``batch_positions`` analysed positions (an upper
     estimate; plus the ``[L, N, d]`` float32 buffer of the probe when ``all_layers_update``)."""
     L, m, n = int(n_layers), int(n_bins), int(batch_positions)
-    if all_layers_update:
-        per = 12 if device_type == "cpu" else 16
-        return per * n * L * m + 4 * n * L * int(dim)
-    return _F64 * n * L * m + _F64 * n * m
+    hidden = 4 * n * L * int(dim) if all_layers_update else 0  # the probe's [L, N, d] float32 buffer
+    if all_layers_update and device_type != "cpu":
+        return 16 * n * L * m + hidden
+    return _F64 * n * L * m + _F64 * n * m + hidden
 
 
 @dataclass(frozen=True)
