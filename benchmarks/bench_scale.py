@@ -129,9 +129,12 @@ def main() -> None:
     proj = math.exp(log_a) * PAPER_POSITIONS ** b
     print(f"\nfit: state = {math.exp(log_a):.3g} * N^{b:.3f} bytes; at {PAPER_POSITIONS:,d} positions: "
           f"{proj / GiB:.1f} GiB of state in one process")
-    scratch = 8 * 100 * args.layers * (args.batch_size * (args.seq_len - 7)) + 8 * 100 * args.batch_size * 512
-    print("per rank with label rows sharded by label id (state / ranks + the batch's scratch buffers):")
+    batch_p = 8 * 100 * args.layers * (args.batch_size * (args.seq_len - 7))  # float64 p [N, L, m] of a batch
+    logits = 8 * 100 * args.batch_size * 512
+    print("per rank with label rows sharded by label id (analyze_distributed(shard_rows=True): state / ranks "
+          "+ this rank's assignments\n  + every rank's gathered assignments of the round + logits):")
     for k in (1, 2, 4, 8):
+        scratch = batch_p * (1 if k == 1 else k + 1) + logits
         print(f"  {k} rank(s): {(proj / k + scratch) / GiB:6.1f} GiB")
 
 

@@ -95,6 +95,10 @@ def analyze_distributed(
                          "(or use analyze() for a single process)")
     if not isinstance(shard_rows, bool):
         raise ValueError(f"shard_rows must be True or False, got {shard_rows!r}")
+    if shard_rows and dist.get_backend(group) != "gloo":
+        raise ValueError(f"shard_rows=True exchanges CPU tensors and needs a gloo process group, got "
+                         f"backend {dist.get_backend(group)!r}: pass "
+                         "group=torch.distributed.new_group(backend='gloo')")
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     prepared = prepare(model, corpus, config, tokenizer=tokenizer, sequence_values=sequence_values,
                        model_name=model_name, step=step, device=device, gguf_file=gguf_file,
