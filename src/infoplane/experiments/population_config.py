@@ -55,8 +55,10 @@ class PopulationConfig:
     suite through lm-eval (``eval_limit`` items per task; None = all). Preference information: the suite's
     ``preference.jsonl`` (``pref_texts`` texts; None = all), ``pref_permutations`` text-level permutations.
     ``out_of_family``: pretrained models probed and scored the same way but never pooled
-    (``oof_eval_limit`` items per task). Preconditions: ``min_models`` in the pool, ``mi_above_null_share`` of
-    the models with MI above the null, ``spread_z`` (score range over its binomial standard error).
+    (``oof_eval_limit`` items per task, ``oof_pref_texts`` preference texts: a 262k-token vocabulary makes
+    every forward of Gemma-3-270M slow on a CPU). Preconditions: ``min_models`` in the pool,
+    ``mi_above_null_share`` of the models with MI above the null, ``spread_z`` (the mean score's distance from
+    chance in binomial standard errors; see :func:`~infoplane.experiments.population_claims.score_spread`).
     """
 
     depths: tuple[int, ...] = (2, 4)
@@ -85,6 +87,7 @@ class PopulationConfig:
     pref_max_tokens: int = 64
     out_of_family: tuple[str, ...] = ()
     oof_eval_limit: int | None = 100
+    oof_pref_texts: int | None = 200
     min_models: int = 40
     mi_above_null_share: float = 0.9
     spread_z: float = 2.0
@@ -145,4 +148,4 @@ class PopulationConfig:
 
     @classmethod
     def full(cls) -> PopulationConfig:
-        return cls(out_of_family=OUT_OF_FAMILY)
+        return cls(pref_permutations=10, out_of_family=OUT_OF_FAMILY, oof_eval_limit=40, oof_pref_texts=100)
