@@ -52,7 +52,13 @@ __all__ = ["NAME", "ArithmeticConfig", "run", "evaluate_split", "lm_loss", "arm_
 
 @dataclass(frozen=True)
 class ArithmeticConfig:
-    """Sizes and hyper-parameters (mod_gpt arithmetic runs, scaled to CPU)."""
+    """Sizes and hyper-parameters (mod_gpt arithmetic runs, scaled to CPU).
+
+    Sized by short trials (one thread): at 2500 steps the baseline reached ID exact match 0.87 (seed 1; 0.70
+    at 1500 steps for seed 0, 0.26 for seed 1: the task is learnt abruptly, late), about 75 s of CPU per run.
+    The demo tier's 1000 steps stay below the declared floor (about 0.2), so its OOD claims are "not
+    testable" there.
+    """
 
     seeds: tuple[int, ...] = (0, 1, 2)
     train_digits: tuple[int, int] = (1, 3)
@@ -67,7 +73,7 @@ class ArithmeticConfig:
     n_layer: int = 4
     n_head: int = 4
     d_model: int = 64
-    steps: int = 1500
+    steps: int = 2500
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.1
@@ -90,7 +96,7 @@ class ArithmeticConfig:
 
     @classmethod
     def demo(cls) -> ArithmeticConfig:
-        return cls()
+        return cls(steps=1000)
 
     @classmethod
     def full(cls) -> ArithmeticConfig:
