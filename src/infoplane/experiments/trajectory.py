@@ -83,7 +83,10 @@ def analyze_run(cfg: TrajectoryConfig, plane: list[dict], ce: list[dict], *, mar
     post-saturation slopes, MI-above-null checks and the final plane position (see module docstring)."""
     ce = sorted(ce, key=lambda r: r["step"])
     steps = [int(r["step"]) for r in ce]
-    sat = saturation_step(steps, [r["val_ce"] for r in ce], cfg.saturation_tol, cfg.saturation_min_step)
+    total = cfg.markov_steps if markov else cfg.steps
+    until = total - max(1, int(round(cfg.cooldown * total)))  # constant-lr phase (train.schedule)
+    tol, first = cfg.saturation_tol, cfg.saturation_min_step
+    sat = saturation_step(steps, [r["val_ce"] for r in ce], tol, first, until)
     k = cfg.markov_order
     variants = sorted({r["variant"] for r in plane})
     out: dict[str, Any] = {

@@ -66,7 +66,11 @@ def summarize_claims(
     scale = (
         f"GPT {cfg.n_layer} layers x d{cfg.d_model}, context {cfg.block_size}, {cfg.steps} steps x "
         f"{cfg.batch_size} seqs, constant lr {cfg.lr:g} then linear cooldown over the last "
-        f"{100 * cfg.cooldown:g}% to {cfg.min_lr_ratio:g} x lr, KJV {cfg.tokenizer}; "
+        f"{100 * cfg.cooldown:g}% to {cfg.min_lr_ratio:g} x lr, KJV {cfg.tokenizer}"
+        + (f" (first {cfg.train_tokens:,} training tokens, "
+           f"{cfg.steps * cfg.batch_size * cfg.block_size / cfg.train_tokens:.0f} epochs)"
+           if cfg.train_tokens else "")
+        + "; "
         f"{len(cfg.lm_monitor_steps())} monitor points ({cfg.n_log} log-spaced to step {cfg.dense_from}, "
         f"then every {cfg.dense_every}); {n_samples.get('ce', 0)} held-out positions, m = "
         f"{cfg.probe.n_bins}, orders {list(cfg.probe.orders)}"
@@ -156,6 +160,7 @@ def summarize_claims(
         }
     keys = (
         "saturation_step",
+        "val_ce_at_saturation",
         "final_val_ce",
         "complexity_slope",
         "complexity_pooled_slope",
@@ -190,7 +195,8 @@ def describe(summary: dict) -> list[str]:
     out = []
     if "ce" in st:
         out.append(
-            f"CE-only runs: saturation step {stat_pm(st, 'ce', 'saturation_step')}, final held-out CE "
+            f"CE-only runs: saturation step {stat_pm(st, 'ce', 'saturation_step')} (held-out CE there "
+            f"{stat_pm(st, 'ce', 'val_ce_at_saturation')}), final held-out CE "
             f"{stat_pm(st, 'ce', 'final_val_ce')} nats/token; slope of null-corrected token complexity "
             f"after saturation {stat_pm(st, 'ce', 'complexity_slope')} per decade of steps "
             f"(rare labels pooled: {stat_pm(st, 'ce', 'complexity_pooled_slope')}), "

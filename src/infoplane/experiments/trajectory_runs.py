@@ -153,11 +153,13 @@ def lm_run(cfg: TrajectoryConfig, arm: str, seed: int, splits: Any, tok: Any, ou
     main = InfoPlaneMonitor(None, cfg.probe, every=steps, model_name=arm)
     mons = [main]
     if arm == "ce":
+        # the pooled variant serves the slope only: the dense points (the log-spaced early ones are for the
+        # plane-path figures of the main monitor)
         mons.append(
             InfoPlaneMonitor(
                 None,
                 cfg.probe.replace(min_count=cfg.pooled_min_count),
-                every=steps,
+                every=[s for s in steps if s >= cfg.dense_from],
                 model_name=arm,
                 table="plane_monitor_pooled.csv",
                 mbe=False,
