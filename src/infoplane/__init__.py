@@ -49,6 +49,7 @@ _LAZY = {
     "plane_table": "infoplane.plane", "layer_means": "infoplane.plane",
     "analyze": "infoplane.probe.analyze", "ProbeResult": "infoplane.probe.result",
     "ProbeConfig": "infoplane.probe.config", "analyze_distributed": "infoplane.probe.distributed",
+    "sweep_distributed": "infoplane.probe.distributed",
     "ShardedRowsAccumulator": "infoplane.estimators.sharded",
     "CorruptCheckpointError": "infoplane.train.checkpoint", "LockHeldError": "infoplane.io",
     "write_shard": "infoplane.data.shards", "ShardSampler": "infoplane.data.shards",
