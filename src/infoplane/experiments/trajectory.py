@@ -2,7 +2,9 @@
 2026, arXiv:2604.07569, sec. 3: complexity and expressivity rise while the model fits, then complexity falls
 toward the bound once next-token loss saturates.)
 
-Independent CE-only runs of the compact GPT on KJV (``bpe:512``), each with an
+Independent CE-only runs of the compact GPT on KJV (``bpe:512``; in the full tier the first 30k training
+tokens, repeated: on the whole split this model's held-out CE does not saturate within the budget, on the
+prefix it reaches its minimum and then rises, so "saturation" here includes over-fitting), each with an
 :class:`~infoplane.probe.monitor.InfoPlaneMonitor` on a fixed, seeded sample of the held-out documents
 (the same positions at every step), constant learning rate with a final linear cooldown, monitor points
 log-spaced early and dense after (:mod:`~infoplane.experiments.trajectory_config` declares the schedule, the
