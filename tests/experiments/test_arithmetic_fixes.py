@@ -144,3 +144,22 @@ def test_figures_from_a_quick_run(tmp_path):
     figs = arithmetic.figures(tmp_path / "results", tmp_path / "figs")
     assert [p.name for p, _ in figs] == ["arithmetic.png", "arithmetic_digits.png"]
     assert all(p.stat().st_size > 1000 for p, _ in figs)
+
+
+def test_task_format_options_known_answer():
+    from infoplane.data.tasks import CharTokenizer, make_arithmetic_examples, make_arithmetic_splits
+
+    tok = CharTokenizer()
+    b = encode_arithmetic([(12, 3), (7, 8)], reverse_answer=True, operand_width=3)
+    assert tok.decode(b.ids[0]) == "012 x 003 = 63" and tok.decode(b.ids[1][: int(b.eos_pos[1])]) == (
+        "007 x 008 = 65")
+    assert b.reverse_answer and tok.decode(b.ids[0][b.answer_mask[0]]) == "63"
+    pairs = make_arithmetic_examples(500, 1, 3, seed=0, b_digits=(1, 1))
+    assert all(b_ < 10 for _, b_ in pairs) and max(a for a, _ in pairs) >= 100
+    with pytest.raises(ValueError, match="allow at most 100"):
+        make_arithmetic_examples(101, 1, 1, seed=0, b_digits=(1, 1))
+    sp = make_arithmetic_splits(300, 20, 20, (1, 3), (4, 4), seed=0, n_test_ood=20, b_digits=(1, 1))
+    assert all(1000 <= a < 10_000 and b_ < 10 for a, b_ in sp.test_ood)
+    assert not set(sp.train) & (set(sp.val_id) | set(sp.test_id))
+    with pytest.raises(ValueError, match="operand_width"):
+        encode_arithmetic([(1, 2)], operand_width=-1)
