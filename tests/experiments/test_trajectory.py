@@ -16,6 +16,7 @@ from infoplane.experiments.common import ExperimentPaths, Progress
 from infoplane.experiments.trajectory import analyze_run, run
 from infoplane.experiments.trajectory_config import (
     TrajectoryConfig,
+    floor_saturation_step,
     monitor_steps,
     post_saturation_slope,
     saturation_step,
@@ -58,6 +59,18 @@ def test_saturation_rule_does_not_fire_on_a_curve_still_falling():
         saturation_step([2, 1], [1.0, 1.0])
     with pytest.raises(ValueError, match="2 steps but 1 CE values"):
         saturation_step([1, 2], [1.0])
+
+
+def test_floor_saturation_rule_for_a_known_entropy_rate():
+    steps = [10, 20, 40, 80, 160, 320]
+    ce = [2.0, 1.3, 1.02, 1.06, 1.01, 1.0]  # floor 1.0, gap 5 %: dips in at 40, leaves at 80, back at 160
+    assert floor_saturation_step(steps, ce, 1.0, 0.05) == 160
+    assert floor_saturation_step(steps, ce, 1.0, 0.10) == 40
+    assert floor_saturation_step(steps, ce, 1.0, 0.05, until=40) == 40
+    assert floor_saturation_step(steps, ce, 1.0, 0.001) == 320
+    assert floor_saturation_step(steps, ce, 0.9, 0.05) is None  # never within 5 % of 0.9
+    with pytest.raises(ValueError, match="strictly ascending"):
+        floor_saturation_step([2, 1], [1.0, 1.0], 1.0, 0.1)
 
 
 def test_post_saturation_slope_known_line_ignores_points_before_saturation():

@@ -41,6 +41,7 @@ from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, l
 from infoplane.experiments.trajectory_claims import describe, summarize_claims
 from infoplane.experiments.trajectory_config import (
     TrajectoryConfig,
+    floor_saturation_step,
     monitor_steps,
     post_saturation_slope,
     saturation_step,
@@ -88,7 +89,12 @@ def analyze_run(cfg: TrajectoryConfig, plane: list[dict], ce: list[dict], *, mar
     total = cfg.markov_steps if markov else cfg.steps
     until = total - max(1, int(round(cfg.cooldown * total)))  # constant-lr phase (train.schedule)
     tol, first = cfg.saturation_tol, cfg.saturation_min_step
-    sat = saturation_step(steps, [r["val_ce"] for r in ce], tol, first, until)
+    if markov:  # known floor: the exact entropy rate of the source
+        floor = markov_source(cfg).entropy_rate()
+        gap = cfg.markov_floor_gap
+        sat = floor_saturation_step(steps, [r["val_ce"] for r in ce], floor, gap, first, until)
+    else:
+        sat = saturation_step(steps, [r["val_ce"] for r in ce], tol, first, until)
     k = cfg.markov_order
     variants = sorted({r["variant"] for r in plane})
     out: dict[str, Any] = {

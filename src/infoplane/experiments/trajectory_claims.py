@@ -25,9 +25,11 @@ def _pre_saturation(rows: list[dict], cfg: TrajectoryConfig, what: str) -> list[
             "name": "saturated",
             "passed": bool(rows) and all(s is not None for s in sats),
             "detail": f"saturation step per {what} run: {', '.join(_fmt(s) for s in sats)} "
-            f"(declared rule: held-out CE improving < {100 * cfg.saturation_tol:g}% since the monitor "
-            "point nearest s/2, "
-            f"s >= {cfg.saturation_min_step}; every run must saturate)",
+            + (f"(declared rule: held-out CE within {100 * cfg.markov_floor_gap:g}% of the source's exact "
+               "entropy rate from s on" if what == "Markov" else
+               f"(declared rule: held-out CE improving < {100 * cfg.saturation_tol:g}% since the monitor "
+               "point nearest t/2 at every t from s on")
+            + f" to the cooldown, s >= {cfg.saturation_min_step}; every run must saturate)",
         },
         {
             "name": "points_after_saturation",
