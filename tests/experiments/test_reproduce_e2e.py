@@ -62,7 +62,8 @@ def test_reproduce_quick_report_content(quick_run):
     tested = []
     for c in claims:
         assert c["statement"][:40] in html.replace("&#x27;", "'")
-        if c["experiment"] in ("pretrained", "gapt_fair"):  # not selected (--only 1-5)
+        # experiments 6-9 are not selected (--only 1-5); 8 and 9 have their own quick-run tests
+        if c["experiment"] in ("pretrained", "gapt_fair", "trajectory", "population"):
             assert c["verdict"] == "not run"
             continue
         assert c["verdict"] in ("holds", "does not hold", "inconclusive", "not testable at this scale"), c
