@@ -18,7 +18,8 @@ from infoplane.train.phases import PhaseControllerConfig
 from infoplane.train.trainer import Trainer
 
 CTRL = PhaseControllerConfig(rule="relative", patience_mem=2, patience_comp=2, tau_ce=0.5, tau_mbe=0.5)
-OBJ = ObjectiveConfig(kind="gapt", mbe_weight=0.5, patch_size=4, layers="all")
+# 15 input positions per example = 3 patches of 5: per-row patches and the arm's packed real tokens align
+OBJ = ObjectiveConfig(kind="gapt", mbe_weight=0.5, patch_size=5, layers="all")
 STEPS = 8
 
 
@@ -43,7 +44,13 @@ def _optimizer(model: torch.nn.Module) -> torch.optim.AdamW:  # the trainer's pa
 
 @pytest.fixture(scope="module")
 def batch():
-    return encode_arithmetic(make_arithmetic_splits(64, 8, 8, seed=0).train[:16])
+    # equal-length examples (2-digit operands, 4-digit products): no padding, so the arithmetic arm's MBE over
+    # real tokens only sees the same hidden states as the trainer and the HF path
+    pairs = [p for p in make_arithmetic_splits(200, 8, 8, seed=0).train
+             if p[0] >= 10 and p[1] >= 10 and p[0] * p[1] >= 1000][:16]
+    b = encode_arithmetic(pairs)
+    assert len(pairs) == 16 and bool(b.valid.all())
+    return b
 
 
 def test_trainer_hf_path_and_experiment_arm_share_one_gapt_step(tmp_path, batch):
