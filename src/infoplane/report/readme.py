@@ -90,9 +90,14 @@ def wall_time_lines(root: str | Path) -> list[str]:
         runs = [m] + list(m.get("additional_invocations", []))
         mins = [r["total_wall_time_s"] / 60 if isinstance(r.get("total_wall_time_s"), (int, float)) else None
                 for r in runs]
-        parts = [f"{_f(t)} min from {r.get('started_at', '?')}" for t, r in zip(mins, runs)]
+        what = ["main invocation"] + [str(r.get("command", "")) for r in runs[1:]]
+        parts = [f"{_f(t)} min from {r.get('started_at', '?')}" + (f" ({w})" if w else "")
+                 for t, r, w in zip(mins, runs, what)]
+        per_exp = [e.get("wall_time_s") for e in m.get("experiments", {}).values()]
+        serial = (f" Per-experiment wall times sum to {_f(sum(per_exp) / 60)} min (one worker, one after "
+                  "another)." if per_exp and all(isinstance(x, (int, float)) for x in per_exp) else "")
         out.append(f"- Measured wall time, tier **{tier}** (`{Path(root).name}/{tier}`, 2 CPU cores, "
-                   f"{m.get('jobs')} worker(s)): " + "; ".join(parts) + ".")
+                   f"{m.get('jobs')} worker(s)): " + "; ".join(parts) + "." + serial)
     return out
 
 
