@@ -163,3 +163,16 @@ def test_task_format_options_known_answer():
     assert not set(sp.train) & (set(sp.val_id) | set(sp.test_id))
     with pytest.raises(ValueError, match="operand_width"):
         encode_arithmetic([(1, 2)], operand_width=-1)
+
+
+def test_describe_flags_an_arm_below_the_id_floor_that_the_baseline_passes():
+    from infoplane.experiments.arithmetic import describe
+
+    def arm(id_exact: float) -> dict:
+        return {"test_id_exact": {"mean": id_exact, "se": 0.01, "n": 8},
+                "test_ood_masked_ce": {"mean": 1.0, "se": 0.1, "n": 8}}
+
+    below = describe({"config": {"id_exact_floor": 0.5}, "stats": {"baseline": arm(0.95), "gapt": arm(0.39)}})
+    assert any(s.startswith("Caveat") and "gapt (0.39" in s for s in below)
+    both = describe({"config": {"id_exact_floor": 0.5}, "stats": {"baseline": arm(0.95), "gapt": arm(0.9)}})
+    assert not any(s.startswith("Caveat") for s in both)

@@ -308,6 +308,15 @@ def describe(summary: dict) -> list[str]:
                    "are confidently wrong, and a lower raw OOD CE means less confident errors, not correct "
                    "answers; the calibrated CE removes the part of that difference a single temperature "
                    "explains.")
+    floor = summary.get("config", {}).get("id_exact_floor", 0.5)
+    ex = {a: st[a].get("test_id_exact", {}).get("mean") for a in st}
+    below = [a for a, e in ex.items() if isinstance(e, float) and e < floor]
+    if below and "baseline" not in below:
+        out.append(f"Caveat: the floor (ID exact match >= {floor:g}) is declared on the baseline, which "
+                   f"passes it; {', '.join(f'{a} ({fmt(ex[a], 3)})' for a in below)} does not. A model that "
+                   "fits the training distribution worse is also less confident on longer operands, so its "
+                   "lower OOD CE is not by itself evidence of better generalisation: read it beside OOD "
+                   "exact match and the per-digit accuracy.")
     return out
 
 
