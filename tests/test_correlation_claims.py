@@ -109,3 +109,15 @@ def test_evaluate_claims_passes_declared_covariates() -> None:
     summ["exp"]["claims"]["p"].pop("covariates")
     with pytest.raises(ValueError, match="declared covariate"):
         evaluate_claims(summ, [spec], tier="demo")
+
+
+def test_inconclusive_reason_states_when_the_family_is_too_large_for_the_replicates() -> None:
+    # 20 unanimous 8-seed claims: raw p = 2^-8 each, Holm multiplies by up to 20 -> 0.078 > 0.05
+    claims = [Claim(id=f"c{i}", description="d", paper_value="", direction="increase",
+                    treatment=[1.0 + 0.01 * k for k in range(8)], baseline=[0.0] * 8, min_seeds=8)
+              for i in range(20)]
+    res = evaluate(claims)
+    assert all(r.verdict == "inconclusive" for r in res)
+    assert all("cannot reach 0.05 in this family" in r.reason for r in res)
+    few = evaluate(claims[:5])  # 5 x 2^-8 = 0.02: the same effects hold in a small family
+    assert all(r.verdict == "holds" for r in few) and all("cannot reach" not in r.reason for r in few)

@@ -74,6 +74,12 @@ def readme_table(source: str | Path) -> str:
             f"{_pct(c.get('relative'))} [{_pct(c.get('relative_ci_low'))}, "
             f"{_pct(c.get('relative_ci_high'))}] | "
             f"{_f(c.get('p_raw'))} / {_f(c.get('p_holm'))} | {c.get('n', 0)} | {_cell(verdict)} |")
+    bound = [c["id"] for c in data["claims"] if "this design cannot reach" in str(c.get("reason", ""))]
+    if bound:
+        n_tested = sum(1 for c in data["claims"] if c.get("p_raw") is not None)
+        lines += ["", f"{len(bound)} of the {n_tested} tested claims could not have held in this family: "
+                  "with their replicates even a unanimous effect gives a Holm-adjusted p >= 0.05 (the report "
+                  f"states each bound): {', '.join(bound)}."]
     lines += ["", f"Rule: {data.get('rule', '')}", ""] + wall_time_lines(Path(source).parent)
     return "\n".join(lines) + "\n"
 

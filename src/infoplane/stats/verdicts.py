@@ -32,7 +32,10 @@ RULE_TEXT = (
     "Holm-adjusted p < 0.05 in the opposite direction (a second Holm family), else 'inconclusive'. "
     "Cross-model claims (replicates = models): the effect is Pearson r (partial r given the declared "
     "covariates) with a Fisher-z 95% interval, p from a seeded Monte Carlo permutation test of r (+1 "
-    "corrected), in the same Holm families."
+    "corrected), in the same Holm families. Power: with n seeds the smallest raw p is 2^-n and Holm "
+    "multiplies a claim's p by up to the number m of tested claims, so a unanimous effect can hold only if "
+    "2^-n times its multiplier is below 0.05 (n >= 9 for 22 claims); an 'inconclusive' verdict says when "
+    "the design could not have reached it."
 )
 
 
@@ -232,6 +235,12 @@ def evaluate(claims: Sequence[Claim], *, alpha: float = 0.05, confidence: float 
         rows.append(row)
 
     p_holm = holm([r["p"] for r in rows])
+    # power statement: had a claim reached its smallest attainable p, Holm would still multiply it by
+    # m - r + 1, r = its rank then (1 + the tested claims with a smaller p)
+    tested = [r for r in rows if np.isfinite(r["p"])]
+    for r in tested:
+        rank = 1 + sum(1 for o in tested if o is not r and o["p"] < r["min_p"])
+        r["holm_mult"], r["holm_m"] = len(tested) - rank + 1, len(tested)
     p_opp_holm = holm([r["p_opp"] for r in rows])
     out = []
     for r, ph, poh in zip(rows, p_holm, p_opp_holm):
@@ -284,4 +293,9 @@ def _verdict(row: dict[str, Any], p_holm: float, p_opp_holm: float, alpha: float
               f"neither < {alpha:g}")
     if row["min_p"] >= alpha:
         reason += f"; the smallest attainable p with these replicates is {row['min_p']:.3g}"
+    elif row.get("holm_mult", 1) * row["min_p"] >= alpha:
+        reason += (f"; even at its smallest attainable raw p ({row['min_p']:.3g} with these replicates) Holm "
+                   f"would multiply it by {row['holm_mult']} among {row['holm_m']} tested claims, giving "
+                   f">= {row['holm_mult'] * row['min_p']:.3g}: this design cannot reach {alpha:g} in this "
+                   "family")
     return VERDICTS[2], reason
