@@ -1,5 +1,5 @@
-"""Training throughput: baseline CE vs GAPT forced into compression vs GAPT + alignment every step, and the
-information-plane monitor's cost at its default interval.
+"""Training throughput: baseline CE vs GAPT held in memorisation (bookkeeping only) vs GAPT forced into
+compression vs GAPT + alignment every step, and the information-plane monitor's cost at its default interval.
 
 Same model, same batches; the three arms are interleaved in repetitions (arm order rotates) so that
 machine-load drift hits all of them alike. Reports median tokens/s per arm and overhead ratios
@@ -33,6 +33,10 @@ from infoplane.train.trainer import Trainer
 ARMS = {
     # name -> TrainConfig overrides
     "baseline_ce": {"objective": {"kind": "ce", "log_mbe": False}},
+    # GAPT's bookkeeping alone: memorisation (controller, no-grad MBE of the scheduled layer for the log)
+    "gapt_memorize": {"objective": {"kind": "gapt"},
+                      "controller": {"start": "memorize", "patience_mem": 10**9, "spike_tol": 1e9}},
+    # the compression phase: bookkeeping plus the MBE penalty's forward and backward
     "gapt_compress": {"objective": {"kind": "gapt"},
                       "controller": {"start": "compress", "patience_comp": 10**9, "spike_tol": 1e9}},
     "gapt_compress_align1": {"objective": {"kind": "gapt"}, "align_every": 1,
