@@ -36,6 +36,7 @@ import torch
 from infoplane.io import atomic_write_json, read_json, versions
 
 __all__ = [
+    "kjv_run_config",
     "config_dict",
     "config_hash",
     "seed_everything",
@@ -230,6 +231,33 @@ def fresh_dir(path: str | Path) -> Path:
         shutil.rmtree(p)
     p.mkdir(parents=True)
     return p
+
+
+def kjv_run_config(cfg: Any, *, seed: int, out_dir: str | Path, objective: Any, model: Any = None,
+                   **fields: Any) -> Any:
+    """The :class:`~infoplane.train.config.TrainConfig` of one compact-GPT run on the embedded KJV corpus.
+
+    Read from the experiment config ``cfg``: ``tokenizer``, ``val_fraction``, ``steps``, ``batch_size``,
+    ``lr``, ``warmup_steps``, ``num_threads`` (if it has one) and, unless ``model`` (a ``GPTConfig``) is
+    given, the model shape ``n_layer`` x ``n_head`` x ``d_model`` with context ``block_size``. The run
+    validates only at the end (``eval_every=0``, one batch), keeps only its final checkpoint and shows no
+    progress bar; any ``fields`` (TrainConfig field names: ``controller``, ``schedule``, ``grad_accum``, ...)
+    override these.
+    """
+    from infoplane.train.config import TrainConfig
+    from infoplane.train.model import GPTConfig
+
+    if model is None:
+        model = GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model,
+                          block_size=cfg.block_size)
+    base: dict[str, Any] = {
+        "corpus": "kjv", "tokenizer": cfg.tokenizer, "val_fraction": cfg.val_fraction, "model": model,
+        "objective": objective, "steps": cfg.steps, "batch_size": cfg.batch_size, "lr": cfg.lr,
+        "warmup_steps": cfg.warmup_steps, "eval_every": 0, "eval_batches": 1, "checkpoint_steps": "final",
+        "seed": seed, "out_dir": str(out_dir), "progress": False,
+        "num_threads": getattr(cfg, "num_threads", None),
+    }
+    return TrainConfig(**{**base, **fields})
 
 
 def mean_over(rows: Sequence[dict[str, Any]], key: str, **where: Any) -> float:

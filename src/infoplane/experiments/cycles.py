@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
+from infoplane.experiments.common import (
+    ExperimentPaths,
+    Progress,
+    fresh_dir,
+    kjv_run_config,
+    lm_data,
+    summarize,
+)
 from infoplane.experiments.cycles_analysis import null_counts, series_tests, surrogate_seed, validity
 from infoplane.experiments.cycles_probe import AlignmentProbe, probe_batches
 from infoplane.io import atomic_write_csv
@@ -156,8 +163,6 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
     """CE-only runs with probes; writes ``cycles_alignment.csv`` (per point), ``cycles_probe.csv`` (per probe
     batch), ``cycles_stats.csv`` (per run, family, layer) and ``cycles_null.csv``; records the claims."""
     from infoplane.data.lm_data import val_batches
-    from infoplane.train.config import TrainConfig
-    from infoplane.train.model import GPTConfig
     from infoplane.train.objective import ObjectiveConfig
     from infoplane.train.trainer import Trainer
 
@@ -174,26 +179,8 @@ def run(cfg: CyclesConfig, paths: ExperimentPaths, log: Progress) -> dict:
     heldout = val_batches(splits.val[half:], cfg.batch_size, cfg.block_size, cfg.mbe_batches)
     series, batch_rows, stat_rows, null_rows = [], [], [], []
     for seed in cfg.seeds:
-        tc = TrainConfig(
-            corpus="kjv",
-            tokenizer=cfg.tokenizer,
-            val_fraction=cfg.val_fraction,
-            model=GPTConfig(
-                n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model, block_size=cfg.block_size
-            ),
-            objective=ObjectiveConfig(kind="ce", patch_size=cfg.patch_size, log_mbe=False),
-            steps=cfg.steps,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            warmup_steps=cfg.warmup_steps,
-            eval_every=0,
-            eval_batches=1,
-            checkpoint_steps="final",
-            seed=seed,
-            out_dir=str(fresh_dir(paths.runs / f"seed{seed}")),
-            progress=False,
-            num_threads=cfg.num_threads,
-        )
+        tc = kjv_run_config(cfg, seed=seed, out_dir=fresh_dir(paths.runs / f"seed{seed}"),
+                            objective=ObjectiveConfig(kind="ce", patch_size=cfg.patch_size, log_mbe=False))
         probe = AlignmentProbe(probes, heldout, cfg.align_every, cfg.patch_size, cfg.control_per_layer)
         res = Trainer(tc, splits=splits, tokenizer=tok, callbacks=[probe]).run()
         series += [{"seed": seed, **r, "analysed": r["step"] > cfg.burn_in} for r in probe.rows]

@@ -16,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from infoplane.experiments.common import lm_data
+from infoplane.experiments.common import kjv_run_config, lm_data
 from infoplane.experiments.gapt_fair_config import FIXED_ARMS, GaptFairConfig
 from infoplane.train.objective import GaptObjective, ObjectiveTerms
 
@@ -119,36 +119,13 @@ def train_run(
     record: bool = False,
 ) -> tuple[dict[str, Any], Any]:
     """Train one (arm, lambda, seed) run with the native Trainer; returns ``(row, trainer)``."""
-    from infoplane.train.config import TrainConfig
-    from infoplane.train.model import GPTConfig
     from infoplane.train.phases import PhaseControllerConfig, phase_lengths
     from infoplane.train.trainer import Trainer
 
     obj, accum, half = arm_setup(cfg, arm, lam)
-    tc = TrainConfig(
-        corpus="kjv",
-        tokenizer=cfg.tokenizer,
-        val_fraction=cfg.val_fraction,
-        model=GPTConfig(
-            n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model, block_size=cfg.block_size
-        ),
-        objective=obj,
-        controller=PhaseControllerConfig.from_dict(cfg.controller),
-        steps=cfg.steps,
-        batch_size=cfg.batch_size,
-        grad_accum=accum,
-        lr=cfg.lr,
-        warmup_steps=cfg.warmup_steps,
-        min_lr_ratio=cfg.min_lr_ratio,
-        schedule="cosine",
-        eval_every=0,
-        eval_batches=1,
-        checkpoint_steps="final",
-        seed=seed,
-        out_dir=str(out),
-        progress=False,
-        num_threads=cfg.num_threads,
-    )
+    tc = kjv_run_config(cfg, seed=seed, out_dir=out, objective=obj,
+                        controller=PhaseControllerConfig.from_dict(cfg.controller), grad_accum=accum,
+                        min_lr_ratio=cfg.min_lr_ratio, schedule="cosine")
     tr = Trainer(tc, splits=splits, tokenizer=tok)
     tr.objective = CountingObjective(obj, controller_config=tc.controller, half_ce=half, record=record)
     tr.controller = tr.objective.controller

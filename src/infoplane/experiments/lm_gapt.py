@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infoplane.experiments.common import ExperimentPaths, Progress, fresh_dir, lm_data, summarize
+from infoplane.experiments.common import (
+    ExperimentPaths,
+    Progress,
+    fresh_dir,
+    kjv_run_config,
+    lm_data,
+    summarize,
+)
 from infoplane.io import atomic_write_csv
 
 NAME = "lm_gapt"
@@ -83,21 +90,15 @@ def run_dir(paths: ExperimentPaths, arm: str, seed: int):
 
 def train_config(cfg: LMGaptConfig, arm: str, seed: int, out_dir) -> Any:
     """The :class:`~infoplane.train.config.TrainConfig` of one run."""
-    from infoplane.train.config import TrainConfig
-    from infoplane.train.model import GPTConfig
     from infoplane.train.objective import ObjectiveConfig
     from infoplane.train.phases import PhaseControllerConfig
 
-    return TrainConfig(
-        corpus="kjv", tokenizer=cfg.tokenizer, val_fraction=cfg.val_fraction,
-        model=GPTConfig(n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model,
-                        block_size=cfg.block_size),
+    return kjv_run_config(
+        cfg, seed=seed, out_dir=out_dir, num_threads=None,
         objective=ObjectiveConfig(kind=_OBJECTIVE[arm], mbe_weight=cfg.mbe_weight, patch_size=cfg.patch_size,
                                   layers=cfg.mbe_layers),
-        controller=PhaseControllerConfig.from_dict(cfg.controller), steps=cfg.steps,
-        batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps, eval_every=cfg.eval_every,
-        eval_batches=cfg.eval_batches, checkpoint_steps=cfg.checkpoint_steps, seed=seed, out_dir=str(out_dir),
-        progress=False)
+        controller=PhaseControllerConfig.from_dict(cfg.controller), eval_every=cfg.eval_every,
+        eval_batches=cfg.eval_batches, checkpoint_steps=cfg.checkpoint_steps)
 
 
 def _middle_mean(mbe: dict, n_layer: int) -> float:

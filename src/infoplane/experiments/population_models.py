@@ -93,7 +93,7 @@ def preference_set(cfg: PopulationConfig) -> tuple[list[str], list[int]]:
 def train_model(cfg: PopulationConfig, spec: ModelSpec, splits: Any, tok: Any, out: Path
                 ) -> tuple[Any, float]:
     """Train ``spec`` with the native trainer; returns ``(GPT in eval mode, wall seconds)``."""
-    from infoplane.train.config import TrainConfig
+    from infoplane.experiments.common import kjv_run_config
     from infoplane.train.model import GPTConfig
     from infoplane.train.objective import ObjectiveConfig
     from infoplane.train.phases import PhaseControllerConfig
@@ -103,13 +103,11 @@ def train_model(cfg: PopulationConfig, spec: ModelSpec, splits: Any, tok: Any, o
     kind = {"ce": "ce", "static": "ce+mbe", "gapt": "gapt"}[spec.objective]
     obj = ObjectiveConfig(kind=kind, mbe_weight=cfg.mbe_weight, patch_size=cfg.patch_size, layers="rotate",
                           skip_first=skip, skip_last=skip, log_mbe=False)
-    tc = TrainConfig(corpus="kjv", tokenizer=cfg.tokenizer, val_fraction=cfg.val_fraction,
-                     model=GPTConfig(n_layer=spec.n_layer, n_head=cfg.n_head, d_model=spec.d_model,
-                                     block_size=cfg.block_size),
-                     objective=obj, controller=PhaseControllerConfig.from_dict(cfg.controller),
-                     steps=spec.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
-                     schedule="cosine", eval_every=0, eval_batches=1, checkpoint_steps="final",
-                     seed=spec.seed, out_dir=str(out), progress=False, num_threads=cfg.num_threads)
+    tc = kjv_run_config(cfg, seed=spec.seed, out_dir=out, objective=obj,
+                        model=GPTConfig(n_layer=spec.n_layer, n_head=cfg.n_head, d_model=spec.d_model,
+                                        block_size=cfg.block_size),
+                        controller=PhaseControllerConfig.from_dict(cfg.controller), steps=spec.steps,
+                        schedule="cosine")
     t0 = time.perf_counter()
     tr = Trainer(tc, splits=splits, tokenizer=tok)
     tr.run()

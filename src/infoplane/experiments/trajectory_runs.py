@@ -78,7 +78,7 @@ def _keep(rows: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
 
 
 def _train_config(cfg: TrajectoryConfig, seed: int, out: Path, objective: Any, *, markov: bool) -> Any:
-    from infoplane.train.config import TrainConfig
+    from infoplane.experiments.common import kjv_run_config
     from infoplane.train.model import GPTConfig
     from infoplane.train.phases import PhaseControllerConfig
 
@@ -90,27 +90,10 @@ def _train_config(cfg: TrajectoryConfig, seed: int, out: Path, objective: Any, *
         model = GPTConfig(
             n_layer=cfg.n_layer, n_head=cfg.n_head, d_model=cfg.d_model, block_size=cfg.block_size
         )
-    return TrainConfig(
-        corpus="kjv",
-        tokenizer=cfg.tokenizer,
-        val_fraction=cfg.val_fraction,
-        model=model,
-        objective=objective,
-        controller=PhaseControllerConfig.from_dict(cfg.controller),
-        steps=cfg.markov_steps if markov else cfg.steps,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        warmup_steps=cfg.warmup_steps,
-        min_lr_ratio=cfg.min_lr_ratio,
-        schedule=cfg.schedule,
-        eval_every=0,
-        eval_batches=cfg.eval_batches,
-        checkpoint_steps="final",
-        seed=seed,
-        out_dir=str(out),
-        progress=False,
-        num_threads=cfg.num_threads,
-    )
+    return kjv_run_config(cfg, seed=seed, out_dir=out, objective=objective, model=model,
+                          controller=PhaseControllerConfig.from_dict(cfg.controller),
+                          steps=cfg.markov_steps if markov else cfg.steps, min_lr_ratio=cfg.min_lr_ratio,
+                          schedule=cfg.schedule, eval_batches=cfg.eval_batches)
 
 
 def _objective(cfg: TrajectoryConfig, arm: str) -> Any:
