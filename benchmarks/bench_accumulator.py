@@ -4,7 +4,9 @@ Workload (default): 31 layers x 4096 tokens x d=576 x m=100 bins, 6 label sets (
 trigrams of Zipf-distributed token ids, vocab 49152), one batch. All three run on the same data, with the
 same reference points W and temperature, side by side in one run; the numbers are cross-checked.
 
-* ours: ``prepare_labels`` once + one ``update(z [L, N, d])`` (+ ``compute()`` timed separately).
+* ours: ``prepare_labels`` once + one ``update(z [L, N, d])`` (+ ``compute()`` timed separately); steady
+  (the same accumulator again) and cold (a fresh accumulator each time: its ~500 MiB of label rows and
+  scratch are written for the first time; with and without the huge pages of ``estimators.hostmem``).
 * reference: one ``soft_entropy.SoftEntropyAccumulator`` per layer (as its ``LLMInferrer`` does), with
   its ``.w``/``.temp`` replaced by ours; if it is slow, only the first ``--ref-layers`` layers are timed
   and the time is scaled to all layers (printed as such).
@@ -25,7 +27,8 @@ import time
 import numpy as np
 import torch
 
-from infoplane.estimators import SoftEntropyAccumulator, calibrate_temperature, reference_points
+from infoplane.estimators import SoftEntropyAccumulator, calibrate_temperature, hostmem, reference_points
+from infoplane.estimators.hostmem import huge_pages_enabled
 
 
 def ngram_labels(toks: np.ndarray, n_tokens: int, vocab: int, max_n: int = 3) -> dict[str, np.ndarray]:
@@ -75,7 +78,8 @@ def main() -> None:
     ap.add_argument("--bins", type=int, default=100)
     ap.add_argument("--vocab", type=int, default=49152)
     ap.add_argument("--ref-layers", type=int, default=3, help="layers timed for soft-entropy (then scaled)")
-    ap.add_argument("--repeats", type=int, default=7, help="interleaved repeats of ours and the floor")
+    ap.add_argument("--ref-repeats", type=int, default=3, help="repeats of the soft-entropy timing (median)")
+    ap.add_argument("--repeats", type=int, default=11, help="interleaved repeats of ours and the floor")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -116,6 +120,16 @@ def main() -> None:
         a = new_acc()
         a.update(z, a.prepare_labels(labels_t))
         del a
+
+    def ours_cold_new_mappings():  # ours_cold after hostmem.release() (untimed): no idle huge pages to reuse
+        ours_cold()
+
+    def ours_cold_small_pages():  # ours_cold with the label rows and scratch in 4 KiB pages (no THP)
+        os.environ["INFOPLANE_HUGE_PAGES"] = "0"
+        try:
+            ours_cold()
+        finally:
+            os.environ.pop("INFOPLANE_HUGE_PAGES")
 
     def ours_steady():
         acc.update(z, acc.prepare_labels(labels_t))
@@ -175,6 +189,8 @@ def main() -> None:
             "ours_steady_pool",
             "ours_cold",
             "ours_cold_teardown",
+            "ours_cold_new_mappings",
+            "ours_cold_small_pages",
             "floor_batched",
             "floor_loop",
             "floor_prealloc",
@@ -186,6 +202,8 @@ def main() -> None:
         "ours_steady_pool": ours_steady_pool,
         "ours_cold": ours_cold,
         "ours_cold_teardown": ours_cold_teardown,
+        "ours_cold_new_mappings": ours_cold_new_mappings,
+        "ours_cold_small_pages": ours_cold_small_pages,
         "floor_batched": floor_batched,
         "floor_loop": floor_loop,
         "floor_prealloc": floor_prealloc,
@@ -195,6 +213,8 @@ def main() -> None:
     floor_prealloc()
     for _ in range(args.repeats):  # interleaved, so that load changes hit all variants alike
         for k, fn in fns.items():
+            if k == "ours_cold_new_mappings":
+                hostmem.release()
             runs[k].append(timed(fn))
             held.clear()
     stream = [stream_mean(stream_labels) for _ in range(2)]
@@ -212,15 +232,22 @@ def main() -> None:
 
     # --- reference: one accumulator per layer, same W and temperature, timed on the first ref_layers
     n_ref = min(L, args.ref_layers)
-    ref_accs = []
-    t0 = time.perf_counter()
-    for layer in range(n_ref):
-        ra = soft_entropy.SoftEntropyAccumulator(d=d, n_bins=m, seed=args.seed, backend="torch")
-        ra.w = w.to(torch.float32)
-        ra.temp = eps
-        ra.update(z[layer], labels=labels)
-        ref_accs.append(ra)
-    t_ref_part = time.perf_counter() - t0
+    def ref_run() -> tuple[float, list]:
+        accs = []
+        t0 = time.perf_counter()
+        for layer in range(n_ref):
+            ra = soft_entropy.SoftEntropyAccumulator(d=d, n_bins=m, seed=args.seed, backend="torch")
+            ra.w = w.to(torch.float32)
+            ra.temp = eps
+            ra.update(z[layer], labels=labels)
+            accs.append(ra)
+        return time.perf_counter() - t0, accs
+
+    ref_times = []
+    for _ in range(args.ref_repeats):  # fresh reference accumulators each time, as ours_cold
+        t, ref_accs = ref_run()
+        ref_times.append(t)
+    t_ref_part = float(np.median(ref_times))
     t_ref = t_ref_part * L / n_ref
     t0 = time.perf_counter()
     ref_res = [ra.results() for ra in ref_accs]
@@ -253,12 +280,15 @@ def main() -> None:
         "ours_stream_prepass",
         "ours_cold",
         "ours_cold_teardown",
+        "ours_cold_new_mappings",
+        "ours_cold_small_pages",
     ):
         tag = "  <- floor" if k == floor_key else ""
         print(f"  {k:20s} {med[k]:7.3f} / {best[k]:7.3f}{tag}")
     print(f"  {'ours compute()':20s} {t_compute:7.3f}          (once, at the end)")
     scaled = (
-        "" if n_ref == L else f"  [measured {t_ref_part:.2f} s on {n_ref} layers, scaled x{L / n_ref:.2f}]"
+        f"  [median of {len(ref_times)}: {t_ref_part:.2f} s on {n_ref} layers"
+        + ("]" if n_ref == L else f", scaled x{L / n_ref:.2f}]")
     )
     print(f"  {'soft-entropy':20s} {t_ref:7.3f}{scaled}")
     print(f"  {'its results()':20s} {t_ref_compute:7.3f}  (scaled likewise)")
@@ -273,23 +303,33 @@ def main() -> None:
         "labels keep arriving (label rows grow, L*m*8 bytes each); ours_stream_prepass: the same stream with"
     )
     print("stream-level singletons marked -1; ours_cold: first batch of a fresh accumulator (allocates all;")
-    print("  ours_cold_teardown also frees it again, as a loop over fresh accumulators does)")
+    print("  ours_cold_teardown also frees it again, as a loop over fresh accumulators does;")
+    print("  ours_cold reuses the huge pages a freed accumulator left idle (estimators.hostmem);")
+    print("  ours_cold_new_mappings: the same after hostmem.release(), so every page is faulted in anew;")
+    print(f"  ours_cold_small_pages: ours_cold without huge pages; huge pages here: {huge_pages_enabled()})")
     print("ours_steady_pool: ours_steady with cpu_threads=None (torch's intra-op threads everywhere)")
     print(
         "ours_layerwise: labels prepared once, one update(z[l], prepared, layer=l) per layer (as hooks"
         f" do);\n  its per-layer floor is floor_loop: ratio {med['ours_layerwise'] / med['floor_loop']:.2f}"
     )
-    keys = ("ours_steady", "ours_stream", "ours_stream_prepass", "ours_cold", "ours_cold_teardown")
-    print("\nside by side (medians)       " + "".join(f"{k[5:]:>16s}" for k in keys))
-    print("speedup vs soft-entropy      " + "".join(f"{t_ref / med[k]:15.1f}x" for k in keys)
-          + "   (target: cold >= 30x)")
-    print("ours / floor                 " + "".join(f"{med[k] / med[floor_key]:16.2f}" for k in keys)
-          + "   (target: steady <= 1.5)")
+    keys = ("ours_steady", "ours_stream", "ours_stream_prepass", "ours_cold", "ours_cold_teardown",
+            "ours_cold_new_mappings", "ours_cold_small_pages")
+    print("\nside by side (medians)")
+    print(f"  {'':22s} {'vs soft-entropy':>16s} {'ours / floor':>13s}")
+    for k in keys:
+        print(f"  {k:22s} {t_ref / med[k]:15.1f}x {med[k] / med[floor_key]:13.2f}")
+    print("  targets: cold >= 30x soft-entropy; steady <= 1.5x the floor")
     nbytes = check.state_nbytes() + check.kernel.workspace.nbytes()
     touch = float(np.median([timed(lambda: torch.zeros(nbytes // 8, dtype=torch.float64)) for _ in range(3)]))
+    huge = []
+    for _ in range(3):
+        hostmem.release()
+        huge.append(timed(lambda: hostmem.zeros((nbytes // 8,), torch.float64).fill_(0.0)))
+    huge = float(np.median(huge))
     print(f"cold - steady = {med['ours_cold'] - med['ours_steady']:.3f} s; a fresh accumulator first writes "
           f"{nbytes / 2**20:.0f} MiB (label rows + scratch),\n  and torch.zeros of that many bytes alone "
-          f"(page faults + zeroing) takes {touch:.3f} s here")
+          f"(page faults + zeroing) takes {touch:.3f} s here; in new huge pages (hostmem.zeros + one write) "
+          f"{huge:.3f} s")
 
 
 if __name__ == "__main__":

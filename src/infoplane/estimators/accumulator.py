@@ -13,7 +13,10 @@ checks in :mod:`.state`, and the streaming contract (with torchmetrics-style ``s
 
 Memory: ``state_nbytes()`` reports the state; scratch buffers of about ``8 * L * N * m`` bytes on the CPU
 (16 on other devices; plus ``8 * N * m`` for one layer's logits) are kept between updates
-(``free_workspace()`` drops them).
+(``free_workspace()`` drops them). On Linux, CPU buffers of 8 MiB and more (label rows, scratch) live in
+transparent huge pages that are kept for reuse once freed (:mod:`.hostmem`): a fresh accumulator's first
+write of its state costs one page fault per 2 MiB instead of per 4 KiB, or none when it reuses the memory of
+an accumulator freed before (``INFOPLANE_HUGE_PAGES=0`` switches this off; same numbers).
 
 CPU threading: the GEMM uses torch's intra-op threads; the memory-bound rest (row norms, softmax, input
 checks, ``index_add_`` segment sums) runs with ``cpu_threads`` threads (default 1, set temporarily and

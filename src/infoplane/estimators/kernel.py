@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from .hostmem import buffer
 from .validation import row_norms
 
 __all__ = ["Workspace", "AssignmentKernel", "cpu_threads", "entr_sum"]
@@ -59,7 +60,8 @@ class Workspace:
         numel = math.prod(shape)
         buf = self._bufs.get(name)
         if buf is None or buf.dtype != dtype or buf.device != device or buf.numel() < numel:
-            buf = torch.empty(numel, dtype=dtype, device=device)
+            got = buffer((numel,), dtype, device)  # huge pages for large CPU buffers, reused when freed
+            buf = got[0] if got is not None else torch.empty(numel, dtype=dtype, device=device)
             self._bufs[name] = buf
         return buf[:numel].view(shape)
 

@@ -7,7 +7,8 @@ Negative label values are singletons, kept without rows as ``n_neg`` and ``sum H
 Layout: the rows of a label set live in one float64 buffer ``[rows, L, m]`` (row 0 is a trash row that
 absorbs the singleton samples), so one ``index_add_`` per label set and batch covers all layers; rows grow
 by doubling. Label values (arbitrary int64) are mapped to rows once per batch with a sorted key table and
-``searchsorted`` (:meth:`LabelTables.prepare`). Every label row costs ``L * m * 8`` bytes (24.8 KB at
+``searchsorted`` (:meth:`LabelTables.prepare`). Large CPU row buffers live in huge pages that are reused
+after an accumulator is freed (:mod:`.hostmem`). Every label row costs ``L * m * 8`` bytes (24.8 KB at
 L = 31, m = 100), so label values that occur once in the whole data set should be passed as negative values.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .hostmem import buffer, zeros
 from .kernel import cpu_threads
 from .validation import as_label_tensor, labels_as_dict
 
@@ -146,16 +148,11 @@ class LabelRows:
 
     def ensure_capacity(self, n_rows: int) -> None:
         """Make rows ``[0, n_rows)`` available and zeroed. Capacity doubles (amortised); rows beyond the
-        used ones stay uninitialised and untouched (no page faults for the overshoot on the CPU)."""
+        used ones stay untouched (no page faults for the overshoot on the CPU)."""
         if n_rows > self.cap:
-            new_cap = max(n_rows, 2 * self.cap, 16)  # amortised doubling
-            self.sums = self._grow(self.sums, new_cap, self.zeroed)
-            self.row_n = self._grow(self.row_n, new_cap, self.zeroed)
-            if self.null_sums is not None:
-                self.null_sums = self._grow(self.null_sums, new_cap, self.zeroed)
-            self.cap = new_cap
+            self._resize(max(n_rows, 2 * self.cap, 16))  # amortised doubling
         if n_rows > self.zeroed:
-            for t in (self.sums, self.row_n, self.null_sums):
+            for t in (self.sums, self.null_sums):
                 if t is not None:
                     t[self.zeroed : n_rows].zero_()
             self.zeroed = n_rows
@@ -165,21 +162,35 @@ class LabelRows:
         whose label counts are known in advance never triggers the doubling growth (exact memory plan)."""
         rows = int(n_labels) + 1
         if rows > self.cap:
-            self.sums = self._grow(self.sums, rows, self.zeroed)
-            self.row_n = self._grow(self.row_n, rows, self.zeroed)
-            if self.null_sums is not None:
-                self.null_sums = self._grow(self.null_sums, rows, self.zeroed)
-            self.cap = rows
+            self._resize(rows)
         if rows > len(self._keys_by_row):
             grown = np.zeros(rows, dtype=np.int64)
             grown[: self.n_rows] = self._keys_by_row[: self.n_rows]
             self._keys_by_row = grown
 
-    @staticmethod
-    def _grow(t: torch.Tensor, cap: int, used: int) -> torch.Tensor:
-        out = torch.empty((cap, *t.shape[1:]), dtype=t.dtype, device=t.device)
-        out[:used] = t[:used]  # copy the rows in use only
-        return out
+    def _resize(self, cap: int) -> None:
+        """Grow the row buffers to ``cap`` rows, keeping the rows in use. Large CPU buffers come from
+        :func:`.hostmem.buffer` (huge pages; a new mapping is zero-filled and faulted in on first write, a
+        reused one is stale); rows that are not known to be zero are zeroed lazily by
+        :meth:`ensure_capacity`, so capacity beyond the rows in use is never touched. ``n_x`` (100x smaller)
+        is always zero-filled."""
+        used = min(self.zeroed, self.n_rows)  # rows holding data (rows beyond are zero or unused)
+        all_zero = True
+        for name in ("sums", "null_sums"):
+            t = getattr(self, name)
+            if t is None:
+                continue
+            got = buffer((cap, *t.shape[1:]), t.dtype, t.device)
+            out, zeroed = got if got is not None else (
+                torch.empty((cap, *t.shape[1:]), dtype=t.dtype, device=t.device), False)
+            all_zero = all_zero and zeroed
+            out[:used] = t[:used]  # copy the rows in use only
+            setattr(self, name, out)
+        row_n = zeros((cap, *self.row_n.shape[1:]), self.row_n.dtype, self.row_n.device)
+        row_n[:used] = self.row_n[:used]
+        self.row_n = row_n
+        self.cap = cap
+        self.zeroed = cap if all_zero else used
 
     def move_to(self, device: torch.device) -> None:
         """Move the row statistics to ``device`` (the key tables stay on the CPU)."""

@@ -136,8 +136,11 @@ def plan_passes(row_counts: Mapping[str, int], n_layers: int, n_bins: int, null:
 
 def available_memory(device: Any = "cpu", fraction: float = 0.5) -> int:
     """``fraction`` of the memory available now: free GPU memory for a CUDA device, else the system's
-    ``MemAvailable`` (``/proc/meminfo``; total physical memory where that is unreadable)."""
+    ``MemAvailable`` (``/proc/meminfo``; total physical memory where that is unreadable) plus the idle
+    huge-page mappings this process keeps for reuse (:func:`.hostmem.idle_bytes`)."""
     import torch
+
+    from .hostmem import idle_bytes
 
     dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available():
@@ -147,7 +150,7 @@ def available_memory(device: Any = "cpu", fraction: float = 0.5) -> int:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(int(line.split()[1]) * 1024 * fraction)
+                    return int((int(line.split()[1]) * 1024 + idle_bytes()) * fraction)
     except OSError:
         pass
     import os
