@@ -503,6 +503,53 @@ def test_cpu_threads_setting_does_not_change_results():
         _acc(cpu_threads=0)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_layer_and_label_set_workers_give_the_same_state_bitwise(threads):
+    """cpu_threads=1 spreads layers and label sets over torch.get_num_threads() worker threads; the state
+    equals the one-thread run and the layer-by-layer run to the last bit."""
+    z, labels = _data()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        par = _acc(null=True)
+        par.update(z, labels)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    torch.set_num_threads(1)
+    try:
+        serial = _acc(null=True)
+        serial.update(z, labels)
+    finally:
+        torch.set_num_threads(before)
+    layerwise = _acc(null=True)
+    prepared = layerwise.prepare_labels(labels)
+    for layer in range(L):
+        layerwise.update(z[layer], prepared, layer=layer)
+    a, b, c = par.state_dict(), serial.state_dict(), layerwise.state_dict()
+    for key in ("n_samples", "counts", "sample_entropy"):
+        assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key]), key
+    for name in a["label_sets"]:
+        for key, value in a["label_sets"][name].items():
+            assert torch.equal(value, b["label_sets"][name][key]), (name, key)
+            assert torch.equal(value, c["label_sets"][name][key]), (name, key)
+
+
+def test_a_worker_error_reaches_the_caller():
+    from infoplane.estimators.kernel import run_parallel
+
+    seen = []
+
+    def work(i):
+        if i == 2:
+            raise ValueError("worker 2 failed")
+        seen.append(i)
+
+    with pytest.raises(ValueError, match="worker 2 failed"):
+        run_parallel(work, range(4), 2)
+    assert sorted(seen) == [0, 1, 3]  # the other items still ran
+
+
 def test_null_depends_on_batch_content_not_order_or_shard():
     g = torch.Generator().manual_seed(5)
     batches = [(torch.randn(64, 8, generator=g), torch.randint(0, 6, (64,), generator=g)) for _ in range(3)]

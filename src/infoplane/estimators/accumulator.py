@@ -18,9 +18,12 @@ transparent huge pages that are kept for reuse once freed (:mod:`.hostmem`): a f
 write of its state costs one page fault per 2 MiB instead of per 4 KiB, or none when it reuses the memory of
 an accumulator freed before (``INFOPLANE_HUGE_PAGES=0`` switches this off; same numbers).
 
-CPU threading: the GEMM uses torch's intra-op threads; the memory-bound rest (row norms, softmax, input
-checks, ``index_add_`` segment sums) runs with ``cpu_threads`` threads (default 1, set temporarily and
-restored), which was several times faster than a stalled thread pool on a shared machine.
+CPU threading: with ``cpu_threads=1`` (default) every op runs single-threaded (set temporarily and
+restored) and the layers of an ``[L, N, d]`` update, then the label sets, are spread over
+``torch.get_num_threads()`` Python worker threads: one layer's softmax overlaps another layer's GEMM, and no
+intra-op thread pool waits at a barrier for a descheduled thread (several times slower on a shared
+machine). Otherwise the GEMM uses torch's intra-op threads and the memory-bound rest (row norms, softmax,
+``index_add_`` segment sums) ``cpu_threads`` threads. The numbers are the same either way.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .kernel import AssignmentKernel, cpu_threads, entr_sum
+from .kernel import AssignmentKernel, cpu_threads, entr_sum, layer_workers, run_parallel
 from .labels import LabelTables, PreparedLabels
 from .protocol import SyncMixin
 from .reference import reference_hash
@@ -59,10 +62,12 @@ class SoftEntropyAccumulator(SyncMixin):
             depends only on which samples share a batch -- not on batch order, process or shard -- but it
             is *not* invariant to re-batching (the permutation never crosses a batch boundary).
         null_seed: seed of the permutation.
-        cpu_threads: intra-op threads for the memory-bound work on the CPU (norms, softmax, segment sums);
-            the GEMM always uses torch's setting. Default 1: on a shared machine a thread pool that waits
-            for a descheduled thread made these ops 2-6x slower (``index_add_`` in particular). ``None``
-            keeps torch's setting (try it on a dedicated many-core machine).
+        cpu_threads: intra-op threads for the memory-bound work on the CPU (norms, softmax, segment sums).
+            Default 1: single-threaded ops, with layers and label sets run concurrently on
+            ``torch.get_num_threads()`` worker threads (on a shared machine an intra-op thread pool that
+            waits for a descheduled thread made these ops 2-6x slower, ``index_add_`` in particular).
+            ``None`` keeps torch's setting for every op, an int > 1 uses that many intra-op threads for the
+            memory-bound work (the GEMM then uses torch's setting).
         zero_policy: what to do with a position whose vector is exactly zero (its direction is undefined):
             ``"error"`` (default) raises a ``ValueError`` naming the (layer, position) pairs; ``"skip"``
             leaves the position out of that layer's statistics and counts it (``n_skipped_zero`` in the
@@ -298,9 +303,13 @@ class SoftEntropyAccumulator(SyncMixin):
         else:
             ones = keep.to(torch.float64)
         flat = p.view(n, lb * self.n_bins)
-        for name in prepared.names:
+        names = prepared.names
+        for name in names:  # grow the row buffers here, before any worker thread writes to them
+            self._labels.sets[name].ensure_capacity(self._labels.sets[name].n_rows)
+
+        def add_set(k: int) -> None:  # one label set's rows: disjoint from every other set's
+            name = names[k]
             s = self._labels.sets[name]
-            s.ensure_capacity(s.n_rows)
             rows = rows_d[name]
             if lb == self.n_layers:
                 s.sums.view(s.cap, -1).index_add_(0, rows, flat)  # C_x += sum_{i: x_i = x} p_i
@@ -324,6 +333,8 @@ class SoftEntropyAccumulator(SyncMixin):
                     s.null_sums[:, layer, :].index_add_(0, prow, flat)
                 if neg is not None:
                     s.null_neg_sent[lsel] += total(ent[neg[perm_d]])
+
+        run_parallel(add_set, range(len(names)), layer_workers(device, self.cpu_threads, len(names)))
 
     # ------------------------------------------------------------------ results
     def compute(self, *, sync: bool = False, group: Any = None) -> SoftEntropyResult:

@@ -15,16 +15,53 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 
 from .hostmem import buffer
 from .validation import row_norms
 
-__all__ = ["Workspace", "AssignmentKernel", "cpu_threads", "entr_sum"]
+__all__ = ["Workspace", "AssignmentKernel", "cpu_threads", "entr_sum", "layer_workers", "run_parallel"]
 
 _MAX_LISTED = 8  # positions named in an error message
+_POOL_LOCK = threading.Lock()
+_POOL: ThreadPoolExecutor | None = None
+_OUTER = threading.local()  # .threads: torch's thread setting outside the active cpu_threads blocks
+
+
+def layer_workers(device: torch.device, threads: int | None, tasks: int) -> int:
+    """Python worker threads for ``tasks`` independent pieces of CPU work (layers, label sets): with
+    ``cpu_threads=1`` every op runs single-threaded and the pieces run concurrently on torch's
+    ``get_num_threads()`` workers (no thread-pool barrier between the GEMM and the memory-bound ops, so
+    one layer's softmax overlaps another's GEMM); 1 otherwise (``cpu_threads=None`` or > 1: intra-op
+    threads as set; other devices)."""
+    if device.type != "cpu" or threads != 1:
+        return 1
+    pool = getattr(_OUTER, "threads", None) or torch.get_num_threads()
+    return max(1, min(tasks, pool))
+
+
+def run_parallel(fn: Callable[[int], None], items: Iterable[int], workers: int) -> None:
+    """``fn(i)`` for every item, on ``workers`` threads of a shared pool (in order on this thread for one
+    worker). The calls must touch disjoint data; after all of them finished, the first exception (in item
+    order) is re-raised here."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        for i in items:
+            fn(i)
+        return
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infoplane")
+        pool = _POOL
+    futures = [pool.submit(fn, i) for i in items]
+    wait(futures)  # nothing keeps running after an error is raised here
+    for f in futures:
+        f.result()
 
 
 @contextlib.contextmanager
@@ -35,11 +72,14 @@ def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
         yield
         return
     old = torch.get_num_threads()
+    outer = getattr(_OUTER, "threads", None)
+    _OUTER.threads = outer or old  # torch's setting outside every cpu_threads block (see layer_workers)
     torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.set_num_threads(old)
+        _OUTER.threads = outer
 
 
 def entr_sum(p: torch.Tensor) -> torch.Tensor:
@@ -180,21 +220,37 @@ class AssignmentKernel:
         else:
             p = ws.get("p64", (n, lb, m), torch.float64, zc.device)
             ent = torch.empty(n, lb, dtype=torch.float64, device=zc.device)
-        # on the CPU one GEMM per layer (torch's intra-op threads; faster than one tall GEMM), each followed
-        # at once by its softmax while the [N, m] logits are still in cache (no [L, N, m] logits buffer to
-        # fill and fault in); elsewhere one GEMM and one softmax over all layers. Same numbers either way.
+        # on the CPU one GEMM per layer (faster than one tall GEMM), each followed at once by its softmax
+        # while the [N, m] logits are still in cache (no [L, N, m] logits buffer to fill and fault in), the
+        # layers spread over layer_workers threads; elsewhere one GEMM and one softmax over all layers. The
+        # per-element operations are the same either way (the same numbers).
         per_layer = zc.device.type == "cpu"
-        step = 1 if per_layer else lb
-        t = ws.get("logits", (step, n, m), dt, zc.device)
-        e = ws.get("exp", (step, n, m), dt, zc.device)
-        if not per_layer:
+        if per_layer:
+            workers = layer_workers(zc.device, self.cpu_threads, lb)
+            bufs = [(ws.get(f"logits{k}", (1, n, m), dt, zc.device),
+                     ws.get(f"exp{k}", (1, n, m), dt, zc.device)) for k in range(workers)]
+
+            def layers_of(k: int) -> None:  # worker k: layers k, k + workers, ...; its own logits buffers
+                t, e = bufs[k]
+                for a in range(k, lb, workers):
+                    torch.mm(zc[a], wt, out=t[0])
+                    normalise(t, e, norms[a : a + 1], p[:, a : a + 1, :].transpose(0, 1), ent[:, a : a + 1].T)
+
+            if workers > 1:
+                with cpu_threads(zc.device, 1):  # single-threaded ops, layers in parallel
+                    run_parallel(layers_of, range(workers), workers)
+            else:
+                for a in range(lb):
+                    t, e = bufs[0]
+                    torch.mm(zc[a], wt, out=t[0])
+                    with cpu_threads(zc.device, self.cpu_threads):
+                        normalise(t, e, norms[a : a + 1], p[:, a : a + 1, :].transpose(0, 1),
+                                  ent[:, a : a + 1].T)
+        else:
+            t = ws.get("logits", (lb, n, m), dt, zc.device)
+            e = ws.get("exp", (lb, n, m), dt, zc.device)
             torch.mm(zc.reshape(lb * n, -1), wt, out=t.view(lb * n, m))
-        for a in range(0, lb, step):
-            b = a + step
-            if per_layer:
-                torch.mm(zc[a], wt, out=t[0])
-            with cpu_threads(zc.device, self.cpu_threads):
-                normalise(t, e, norms[a:b], p[:, a:b, :].transpose(0, 1), ent[:, a:b].T)
+            normalise(t, e, norms, p.transpose(0, 1), ent.T)
         with cpu_threads(zc.device, self.cpu_threads):
             if zero is not None:  # skipped positions carry no mass and no entropy
                 p.masked_fill_(zero.T.unsqueeze(-1), 0.0)
