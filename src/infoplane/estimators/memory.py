@@ -15,8 +15,8 @@ Bytes of one accumulator over ``L`` layers, ``m`` reference points and label set
   ``(2 K_s + R_s) * 8``;
 * scratch between updates (:class:`~infoplane.estimators.kernel.Workspace`), for ``N`` positions per batch:
   ``8 * N * L * m`` (the float64 assignments, or the staging buffer of layer-by-layer updates) plus
-  ``8 * N * m`` (logits and exp of one layer) on the CPU; ``16 * N * L * m`` for one ``[L, N, d]`` update
-  on other devices (float32 logits and exp of all layers).
+  ``8 * N * m`` per layer worker thread (logits and exp of one layer) on the CPU; ``16 * N * L * m`` for
+  one ``[L, N, d]`` update on other devices (float32 logits and exp of all layers).
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ def workspace_bytes(n_layers: int, n_bins: int, batch_positions: int, device_typ
     hidden = 4 * n * L * int(dim) if all_layers_update else 0  # the probe's [L, N, d] float32 buffer
     if all_layers_update and device_type != "cpu":
         return 16 * n * L * m + hidden
-    return _F64 * n * L * m + _F64 * n * m + hidden
+    import torch
+
+    workers = max(1, min(L, torch.get_num_threads()))  # layer worker threads, one logits buffer each
+    return _F64 * n * L * m + _F64 * n * m * workers + hidden
 
 
 @dataclass(frozen=True)
