@@ -148,15 +148,25 @@ class AssignmentKernel:
             self._w_cache[key] = wt.contiguous()
         return self._w_cache[key]
 
-    def norms(self, z: torch.Tensor, zc: torch.Tensor, layers: Sequence[int], skip_zero: bool
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def norms(self, z: torch.Tensor, zc: torch.Tensor, layers: Sequence[int], skip_zero: bool,
+              workers: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Row norms ``[Lb, N]`` of ``zc`` (``z`` cast to the compute dtype) and the mask of exact zero rows
         (``None`` when there is none). One device synchronisation in the good case.
 
         Raises ``ValueError`` for non-finite entries, rows too small or too large to normalise in the compute
         dtype (``|z| / eps`` must stay finite), and exact zero rows unless ``skip_zero``.
         """
-        norms = row_norms(zc)
+        if workers > 1:  # contiguous layer blocks, one per worker thread
+            norms = torch.empty(zc.shape[:-1], dtype=torch.promote_types(zc.dtype, torch.float32),
+                                device=zc.device)
+            cuts = [round(k * zc.shape[0] / workers) for k in range(workers + 1)]
+
+            def block(k: int) -> None:
+                norms[cuts[k] : cuts[k + 1]] = row_norms(zc[cuts[k] : cuts[k + 1]])
+
+            run_parallel(block, range(workers), workers)
+        else:
+            norms = row_norms(zc)
         fin = torch.finfo(zc.dtype)
         limit = fin.max * self.temperature * 0.5  # |logit| <= ||z|| / eps must not overflow the GEMM
         bad = ~(torch.isfinite(norms) & (norms > 0) & (norms < limit))
@@ -213,8 +223,9 @@ class AssignmentKernel:
         wt = self.wt(zc.device, dt)
         m = self.n_bins
         ws = self.workspace
+        workers = layer_workers(zc.device, self.cpu_threads, lb)
         with cpu_threads(zc.device, self.cpu_threads):  # memory-bound: see cpu_threads
-            norms, zero = self.norms(z, zc, layers, skip_zero)  # [Lb, N]
+            norms, zero = self.norms(z, zc, layers, skip_zero, workers)  # [Lb, N]
         if out is not None:
             p, ent = out
         else:
@@ -226,7 +237,6 @@ class AssignmentKernel:
         # per-element operations are the same either way (the same numbers).
         per_layer = zc.device.type == "cpu"
         if per_layer:
-            workers = layer_workers(zc.device, self.cpu_threads, lb)
             bufs = [(ws.get(f"logits{k}", (1, n, m), dt, zc.device),
                      ws.get(f"exp{k}", (1, n, m), dt, zc.device)) for k in range(workers)]
 
