@@ -88,6 +88,21 @@ def test_idle_mappings_are_bounded_and_released(monkeypatch):
         hostmem.retain_limit()
 
 
+@needs_thp
+def test_a_new_mapping_takes_the_place_of_idle_ones_when_memory_is_short(monkeypatch):
+    t = hostmem.zeros((4 * MIB,), torch.float64)
+    del t
+    gc.collect()
+    assert hostmem.idle_bytes() >= 32 * MIB
+    u, zeroed = hostmem.buffer((2 * MIB,), torch.float64)  # fits the idle mapping: reused, not new
+    assert not zeroed
+    del u
+    monkeypatch.setattr(hostmem, "_mem_available", lambda: 64 * MIB)  # less than twice the new 80 MiB
+    v, zeroed = hostmem.buffer((10 * MIB,), torch.float64)  # does not fit: a new mapping
+    assert zeroed and hostmem.idle_bytes() == 0  # the idle 32 MiB were given back first
+    del v
+
+
 def test_small_buffers_other_devices_and_switch_off_use_torch(monkeypatch):
     assert hostmem.buffer((10, 10), torch.float64) is None  # below MIN_BYTES
     assert hostmem.buffer((4096, 1024), torch.float64, device="meta") is None

@@ -293,46 +293,18 @@ class SoftEntropyAccumulator(SyncMixin):
         """
         device = p.device
         n, lb = p.shape[0], p.shape[1]
-
-        def total(x: torch.Tensor) -> torch.Tensor:  # sum over samples, shaped like the lsel slot
-            return x.sum(0).squeeze(0) if layer is not None else x.sum(0)
-
-        rows_d, neg_d, perm_d = prepared.on(device)
-        if keep is None:
-            ones = torch.ones(n, lb, dtype=torch.float64, device=device)
-        else:
-            ones = keep.to(torch.float64)
+        rows_d, neg_d, _ = prepared.on(device)
+        ones = keep.to(torch.float64) if keep is not None else torch.ones(n, lb, dtype=torch.float64,
+                                                                           device=device)
         flat = p.view(n, lb * self.n_bins)
         names = prepared.names
-        for name in names:  # grow the row buffers here, before any worker thread writes to them
-            self._labels.sets[name].ensure_capacity(self._labels.sets[name].n_rows)
+        sets = [self._labels.sets[name] for name in names]
+        for s in sets:  # grow the row buffers here, before any worker thread writes to them
+            s.ensure_capacity(s.n_rows)
 
         def add_set(k: int) -> None:  # one label set's rows: disjoint from every other set's
-            name = names[k]
-            s = self._labels.sets[name]
-            rows = rows_d[name]
-            if lb == self.n_layers:
-                s.sums.view(s.cap, -1).index_add_(0, rows, flat)  # C_x += sum_{i: x_i = x} p_i
-                s.row_n.index_add_(0, rows, ones)  # n_x
-            else:
-                s.sums[:, layer, :].index_add_(0, rows, flat)
-                s.row_n[:, layer].index_add_(0, rows, ones[:, 0])
-            neg = neg_d[name]
-            if neg is not None:  # singletons: no rows, H(Z|x) = H(p_i)
-                if keep is None:
-                    s.neg_n[lsel] += neg.sum().to(torch.float64)
-                else:
-                    s.neg_n[lsel] += total(ones[neg])
-                s.neg_sent[lsel] += total(ent[neg])
-            if s.null_sums is not None:
-                perm_d = prepared.null_index(name, device)
-                prow = rows[perm_d]  # permuted labels: sample i gets the label of sample perm[i]
-                if lb == self.n_layers:
-                    s.null_sums.view(s.cap, -1).index_add_(0, prow, flat)
-                else:
-                    s.null_sums[:, layer, :].index_add_(0, prow, flat)
-                if neg is not None:
-                    s.null_neg_sent[lsel] += total(ent[neg[perm_d]])
+            null = prepared.null_index(names[k], device) if sets[k].null_sums is not None else None
+            sets[k].add(rows_d[names[k]], flat, ones, ent, neg_d[names[k]], null, layer, lsel, keep is None)
 
         run_parallel(add_set, range(len(names)), layer_workers(device, self.cpu_threads, len(names)))
 

@@ -12,8 +12,10 @@ for ``torch.zeros``, 0.02-0.03 s in 2 MiB pages). On virtual machines that hand 
   costs no memory (at 2 MiB granularity).
 * When the last tensor viewing a mapping is freed, the mapping is kept (up to :func:`retain_limit` bytes of
   idle mappings, oldest dropped first) and handed to the next request of a fitting size, already faulted in;
-  its contents are then stale, and :func:`buffer` says so (``zeroed=False``). :func:`release` unmaps every
-  idle mapping; :func:`idle_bytes` reports them (the memory planner counts them as available).
+  its contents are then stale, and :func:`buffer` says so (``zeroed=False``). A request that needs a new
+  mapping first gives idle ones back (all of them when the system is short of memory), so idle memory never
+  stands in the way of new state. :func:`release` unmaps every idle mapping; :func:`idle_bytes` reports them
+  (the memory planner counts them as available).
 
 Everywhere else (other devices, buffers under :data:`MIN_BYTES`, platforms without ``MADV_HUGEPAGE``, or
 ``INFOPLANE_HUGE_PAGES=0`` in the environment) callers use torch's allocator: same values, same dtype.
@@ -104,6 +106,29 @@ def _trim(limit: int) -> int:
     return dropped
 
 
+def _mem_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (``None`` where unreadable)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _make_room(size: int) -> None:
+    """Before a new mapping of ``size`` bytes: idle mappings plus the new one stay within
+    :func:`retain_limit`, and every idle mapping is given back when the system has less than twice ``size``
+    available (idle memory is counted as available by the memory planner, so it must yield to new state;
+    caller holds the lock)."""
+    _trim(max(0, retain_limit() - size))
+    avail = _mem_available()
+    if avail is not None and avail < 2 * size:
+        _trim(0)
+
+
 def _view(m: _Mapping, nbytes: int, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
     raw = torch.frombuffer(m.buf, dtype=torch.uint8)  # one export: ``m`` is busy until the last view dies
     skip = (-raw.data_ptr()) % _HUGE  # start on a 2 MiB boundary so every full huge page can be used
@@ -129,7 +154,7 @@ def buffer(shape: tuple[int, ...], dtype: torch.dtype,
             _MAPPINGS.remove(m)
             _MAPPINGS.append(m)  # most recently used last: trimmed last
             return _view(m, nbytes, dtype, shape), False
-        _trim(retain_limit())
+        _make_room(size)
         try:
             buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         except OSError:  # out of address space: give idle mappings back and try once more

@@ -208,6 +208,34 @@ class LabelRows:
         tables = self.keys_sorted.nbytes + self.rows_sorted.nbytes + self._keys_by_row.nbytes
         return sum(t.numel() * t.element_size() for t in ts) + tables
 
+    def add(self, rows: torch.Tensor, flat: torch.Tensor, ones: torch.Tensor, ent: torch.Tensor,
+            neg: torch.Tensor | None, null: torch.Tensor | None, layer: int | None, lsel: Any,
+            all_kept: bool) -> None:
+        """Add one batch: ``flat`` ``[N, Lb * m]`` assignments to rows ``rows`` ``[N]`` (all layers when
+        ``layer`` is ``None``, else that one layer), ``ones`` ``[N, Lb]`` the counted positions, ``ent``
+        ``[N, Lb]`` their entropies, ``neg`` the singleton mask, ``null`` the null index map (with a null),
+        ``lsel`` the layer slot of the per-layer totals, ``all_kept`` no position skipped."""
+        def total(x: torch.Tensor) -> torch.Tensor:  # sum over samples, shaped like the lsel slot
+            return x.sum(0).squeeze(0) if layer is not None else x.sum(0)
+
+        if layer is None:
+            self.sums.view(self.cap, -1).index_add_(0, rows, flat)  # C_x += sum_{i: x_i = x} p_i
+            self.row_n.index_add_(0, rows, ones)  # n_x
+        else:
+            self.sums[:, layer, :].index_add_(0, rows, flat)
+            self.row_n[:, layer].index_add_(0, rows, ones[:, 0])
+        if neg is not None:  # singletons: no rows, H(Z|x) = H(p_i)
+            self.neg_n[lsel] += neg.sum().to(torch.float64) if all_kept else total(ones[neg])
+            self.neg_sent[lsel] += total(ent[neg])
+        if self.null_sums is not None and null is not None:
+            prow = rows[null]  # permuted labels: sample i gets the label of sample perm[i]
+            if layer is None:
+                self.null_sums.view(self.cap, -1).index_add_(0, prow, flat)
+            else:
+                self.null_sums[:, layer, :].index_add_(0, prow, flat)
+            if neg is not None:
+                self.null_neg_sent[lsel] += total(ent[neg[null]])
+
     # -- merging, state entries and the conditional entropies ------------------------------------------
     def merge_from(self, other: LabelRows) -> None:
         """Add ``other``'s rows (keys mapped into this table; new keys get new rows)."""
