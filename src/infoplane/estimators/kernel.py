@@ -29,6 +29,7 @@ __all__ = ["Workspace", "AssignmentKernel", "cpu_threads", "entr_sum", "layer_wo
 _MAX_LISTED = 8  # positions named in an error message
 _POOL_LOCK = threading.Lock()
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
 _OUTER = threading.local()  # .threads: torch's thread setting outside the active cpu_threads blocks
 
 
@@ -53,10 +54,11 @@ def run_parallel(fn: Callable[[int], None], items: Iterable[int], workers: int) 
         for i in items:
             fn(i)
         return
-    global _POOL
+    global _POOL, _POOL_SIZE
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < workers:
+        if _POOL is None or _POOL_SIZE < workers:
             _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infoplane")
+            _POOL_SIZE = workers
         pool = _POOL
     futures = [pool.submit(fn, i) for i in items]
     wait(futures)  # nothing keeps running after an error is raised here
