@@ -97,7 +97,7 @@ def test_a_new_mapping_takes_the_place_of_idle_ones_when_memory_is_short(monkeyp
     u, zeroed = hostmem.buffer((2 * MIB,), torch.float64)  # fits the idle mapping: reused, not new
     assert not zeroed
     del u
-    monkeypatch.setattr(hostmem, "_mem_available", lambda: 64 * MIB)  # less than twice the new 80 MiB
+    monkeypatch.setattr(hostmem, "mem_available", lambda: 64 * MIB)  # less than twice the new 80 MiB
     v, zeroed = hostmem.buffer((10 * MIB,), torch.float64)  # does not fit: a new mapping
     assert zeroed and hostmem.idle_bytes() == 0  # the idle 32 MiB were given back first
     del v
@@ -151,3 +151,16 @@ def test_accumulator_state_is_bitwise_the_same_with_fresh_reused_and_plain_buffe
             assert torch.equal(mapped["label_sets"][name][key], value), (name, key)
     for key in ("n_samples", "counts", "sample_entropy"):
         assert torch.equal(mapped[key], plain[key]), key
+
+
+def test_available_memory_counts_idle_mappings_and_falls_back_to_physical_memory(monkeypatch):
+    from infoplane.estimators.memory import available_memory
+
+    monkeypatch.setattr(hostmem, "mem_available", lambda: 1000 * MIB)
+    monkeypatch.setattr(hostmem, "idle_bytes", lambda: 200 * MIB)
+    assert available_memory("cpu", fraction=0.5) == 600 * MIB
+    monkeypatch.setattr(hostmem, "mem_available", lambda: None)
+    monkeypatch.setattr(hostmem, "physical_memory", lambda: 4000 * MIB)
+    assert available_memory("cpu", fraction=0.25) == 1000 * MIB
+    monkeypatch.setattr(hostmem, "physical_memory", lambda: None)
+    assert available_memory("cpu", fraction=1.0) == 8 << 30

@@ -31,7 +31,8 @@ import threading
 
 import torch
 
-__all__ = ["buffer", "zeros", "huge_pages_enabled", "retain_limit", "idle_bytes", "release", "MIN_BYTES"]
+__all__ = ["buffer", "zeros", "huge_pages_enabled", "retain_limit", "idle_bytes", "release", "mem_available",
+           "physical_memory", "MIN_BYTES"]
 
 MIN_BYTES = 8 << 20  # buffers below 8 MiB use torch's allocator
 _HUGE = 2 << 20  # transparent huge page size on x86-64 and most arm64 kernels
@@ -66,6 +67,26 @@ def huge_pages_enabled() -> bool:
     return all(hasattr(mmap, a) for a in ("MADV_HUGEPAGE", "MAP_PRIVATE", "MAP_ANONYMOUS"))
 
 
+def physical_memory() -> int | None:
+    """Bytes of physical memory (``None`` where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def mem_available() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (``None`` where unreadable)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def retain_limit() -> int:
     """Bytes of idle mappings kept for reuse: ``INFOPLANE_HOSTMEM_RETAIN`` (bytes) if set, else a quarter of
     physical memory."""
@@ -75,10 +96,8 @@ def retain_limit() -> int:
             return max(0, int(env))
         except ValueError as exc:
             raise ValueError(f"INFOPLANE_HOSTMEM_RETAIN must be a number of bytes, got {env!r}") from exc
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
-    except (ValueError, OSError, AttributeError):
-        return 2 << 30
+    total = physical_memory()
+    return total // 4 if total is not None else 2 << 30
 
 
 def idle_bytes() -> int:
@@ -106,25 +125,13 @@ def _trim(limit: int) -> int:
     return dropped
 
 
-def _mem_available() -> int | None:
-    """``MemAvailable`` of ``/proc/meminfo`` in bytes (``None`` where unreadable)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 def _make_room(size: int) -> None:
     """Before a new mapping of ``size`` bytes: idle mappings plus the new one stay within
     :func:`retain_limit`, and every idle mapping is given back when the system has less than twice ``size``
     available (idle memory is counted as available by the memory planner, so it must yield to new state;
     caller holds the lock)."""
     _trim(max(0, retain_limit() - size))
-    avail = _mem_available()
+    avail = mem_available()
     if avail is not None and avail < 2 * size:
         _trim(0)
 

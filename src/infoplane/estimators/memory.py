@@ -143,22 +143,14 @@ def available_memory(device: Any = "cpu", fraction: float = 0.5) -> int:
     huge-page mappings this process keeps for reuse (:func:`.hostmem.idle_bytes`)."""
     import torch
 
-    from .hostmem import idle_bytes
+    from .hostmem import idle_bytes, mem_available, physical_memory
 
     dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info(dev)
         return int(free * fraction)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int((int(line.split()[1]) * 1024 + idle_bytes()) * fraction)
-    except OSError:
-        pass
-    import os
-
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * fraction)
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
+    avail = mem_available()
+    if avail is not None:
+        return int((avail + idle_bytes()) * fraction)
+    total = physical_memory()
+    return int((total if total is not None else 8 << 30) * fraction)
